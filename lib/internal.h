@@ -1,0 +1,254 @@
+/*
+ * magpool internals: every type shared between lib/ files, in one place
+ * (after mimalloc's types.h). Layers, top to bottom (docs/design.md):
+ *
+ *   cache.c       per-thread cache of two magazines per pool (fast path)
+ *   registry.c    which pools exist; each thread's directory of its caches;
+ *                 thread-exit flush; fork handlers
+ *   depot.c       lock-free stacks of full / empty magazines (tagged index)
+ *   slab.c        mmap'd slabs carved into blocks; growth; unmapping
+ *   checked.c     MAGPOOL_CHECKED bookkeeping (double / foreign release)
+ *   pool.c        create / destroy / public entry points, dispatch
+ *   mutex_pool.c  the baseline: one lock around one free list
+ *   stats.c       summing the per-thread counters
+ */
+#ifndef MAGPOOL_INTERNAL_H
+#define MAGPOOL_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "atomic.h"
+#include "magpool.h"
+
+#define likely(x)   __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+#define noinline    __attribute__((noinline))
+#define hidden      __attribute__((visibility("hidden")))
+
+/* Two lines: Intel's adjacent-line prefetcher pulls cache lines in pairs, so
+ * fields written by different threads stay 128 bytes apart. */
+#define MAGPOOL_DESTRUCTIVE 128
+
+#define MAGPOOL_DEFAULT_ALIGN   16u
+#define MAGPOOL_MIN_ALIGN       8u           /* a block can hold a link     */
+#define MAGPOOL_MAX_ALIGN       (1u << 20)
+#define MAGPOOL_MAX_MAGAZINE    4096u
+
+/* ------------------------------------------------------------------ slabs */
+
+struct slab {
+    char *map;          /* what mmap returned                                */
+    size_t map_len;
+    char *first;        /* first block (aligned)                             */
+    size_t nblocks;
+    _Atomic uint64_t *live; /* CHECKED: one bit per block, 1 = acquired     */
+};
+
+/* All slabs of a pool, sorted by address. Modified only under the owner's
+ * growth lock; the rwlock lets CHECKED-mode lookups run beside modification. */
+struct slab_set {
+    pthread_rwlock_t rw;
+    struct slab *v;
+    size_t n, cap;
+    size_t block_size, stride, align;
+    bool checked, prefault;
+    _Atomic size_t blocks_total;   /* written under the growth lock; read   */
+    _Atomic size_t bytes_reserved; /* relaxed by stats (single writer)       */
+};
+
+int    slab_set_init(struct slab_set *s, size_t block_size, size_t align,
+                     unsigned flags);
+void   slab_set_destroy(struct slab_set *s);
+/* Map a slab of at least min_blocks and at most max_blocks blocks (whole
+ * pages). Returns 0 and the carved range, or -1 with errno ENOMEM. */
+int    slab_grow(struct slab_set *s, size_t min_blocks, size_t max_blocks,
+                 char **first, size_t *nblocks);
+/* idle[0..n) are idle blocks owned by the caller. Slabs whose every block is
+ * in idle[] are unmapped; the survivors are compacted to the front of idle[].
+ * Returns the number of blocks unmapped; *kept = survivors. */
+size_t slab_reclaim(struct slab_set *s, void **idle, size_t n, size_t *kept);
+
+/* CHECKED mode: 0 ok; -1 not a block of this pool (foreign or misaligned);
+ * -2 wrong state (double release / block handed out twice). */
+int    slab_mark_acquired(struct slab_set *s, void *block);
+int    slab_mark_released(struct slab_set *s, void *block);
+
+/* --------------------------------------------------------------- magazines */
+
+/* A magazine: an array of up to M block pointers. `next` links it on a depot
+ * stack; it is atomic because a popper may read it while the magazine, popped
+ * and re-pushed by others meanwhile, gets a new link (the tag then fails the
+ * popper's CAS, but the read itself must not be a data race). */
+struct mag {
+    _Atomic uint32_t next;  /* index+1 of the next magazine on a stack, 0=end */
+    uint32_t self;          /* own index+1                                   */
+    uint32_t count;         /* rounds held while on a depot stack            */
+    uint32_t pad_;
+    void *rounds[];
+};
+
+/* A Treiber stack head: (tag << 32) | (index+1). Every successful CAS bumps
+ * the tag, so a head that went A -> B -> A between a popper's load and its CAS
+ * no longer compares equal (ABA). 32-bit tags wrap after 2^32 operations on
+ * one stack; a popper would have to stall across exactly a multiple of that
+ * (Folly's IndexedMemPool makes the same trade). */
+struct mag_stack {
+    _Alignas(MAGPOOL_DESTRUCTIVE) _Atomic uint64_t head;
+};
+
+#define MAG_CHUNKS    27   /* chunk k holds MAG_BASE << k magazines       */
+#define MAG_BASE      8u
+
+struct depot {
+    struct mag_stack full;   /* magazines with >= 1 round                  */
+    struct mag_stack empty;  /* magazines with no round                    */
+    _Alignas(MAGPOOL_DESTRUCTIVE)
+    _Atomic(char *) chunk[MAG_CHUNKS]; /* published once, read-mostly      */
+    size_t mag_stride;       /* bytes per magazine (128-byte multiple)     */
+    unsigned rounds;         /* M                                          */
+    pthread_mutex_t alloc_lock; /* magazine allocation only                */
+    uint32_t nmags;          /* allocated so far (under alloc_lock)        */
+};
+
+int         depot_init(struct depot *d, unsigned rounds);
+void        depot_destroy(struct depot *d);
+struct mag *depot_mag_alloc(struct depot *d);          /* NULL + ENOMEM  */
+void        depot_push(struct depot *d, struct mag_stack *s, struct mag *m);
+struct mag *depot_pop(struct depot *d, struct mag_stack *s);
+/* An empty magazine: from the empty stack, else freshly allocated. */
+struct mag *depot_get_empty(struct depot *d);
+/* Test hooks (hidden; reached by white-box tests through the static lib). */
+extern void (*magpool_test_depot_pop_hook)(void) hidden;
+extern bool magpool_test_depot_no_tags hidden;
+
+/* ------------------------------------------------------------ thread cache */
+
+/*
+ * One thread's cache of one pool. The first line is written only by the
+ * owning thread, except `steal`, which a stealer sets under the pool's growth
+ * lock (see cache.c for the protocol).
+ */
+struct tcache {
+    _Alignas(MAGPOOL_DESTRUCTIVE)
+    _Atomic uint32_t busy;      /* owner is inside a cache operation        */
+    _Atomic uint32_t steal;     /* a stealer wants this cache's rounds      */
+    uint32_t lrounds, prounds;  /* rounds in loaded / previous              */
+    uint32_t mrounds;           /* M, copied here to keep the fast path on one line */
+    uint32_t pad_;
+    struct mag *loaded, *previous;
+    _Atomic uint64_t acquires, releases;        /* single-writer counters  */
+    _Atomic uint64_t depot_gets, depot_puts;
+    /* cold: owned by the pool's reg_lock */
+    struct tcache *next, *prev;
+    magpool_t *pool;
+};
+
+/* ------------------------------------------------------------------ pool */
+
+enum pool_mode { MODE_LOCKFREE = 0, MODE_LOCKFREE_CHECKED = 1, MODE_MUTEX = 2 };
+
+struct mutex_pool {
+    pthread_mutex_t lock;
+    void *free;                 /* intrusive free list                     */
+    size_t nfree;
+    char *bump, *bump_end;      /* carving cursor in the newest slab       */
+    size_t carved;              /* blocks handed to the free list or out   */
+    _Atomic uint64_t acquires, releases; /* written under lock, read relaxed */
+};
+
+struct magpool {
+    /* read-only after create: shared by every thread without contention */
+    _Alignas(MAGPOOL_DESTRUCTIVE)
+    enum pool_mode mode;
+    uint32_t slot;              /* index in the registry / thread directories */
+    uint64_t uid;               /* never reused, tells pool incarnations apart */
+    size_t block_size;
+    size_t max_blocks;          /* 0 = unlimited                            */
+    size_t initial_blocks;
+    double grow_factor;
+    unsigned flags;
+
+    struct depot depot;         /* lock-free backend                        */
+    struct mutex_pool mp;       /* mutex backend                            */
+    struct slab_set slabs;
+
+    /* Growth lock: growth, steals, clear, the spill list. Lock order:
+     * registry lock -> grow_lock -> reg_lock -> depot.alloc_lock. */
+    pthread_mutex_t grow_lock;
+    void *spill;                /* intrusive list of blocks that could not  */
+    size_t nspill;              /* be cached (magazine allocation failed)   */
+
+    /* Thread caches of this pool, and the counters of detached ones. */
+    pthread_mutex_t reg_lock;
+    struct tcache *tcaches;
+    uint64_t nthreads;
+    uint64_t retired_acquires, retired_releases;
+    uint64_t retired_depot_gets, retired_depot_puts;
+
+    /* Slow-path counters, written under grow_lock, read relaxed by stats. */
+    _Atomic uint64_t misses, grows, trims, failed, steals;
+    _Atomic uint64_t uncached_acquires, uncached_releases;
+};
+
+/* pool.c */
+size_t pool_grow_request(const magpool_t *p, size_t total);
+void   report_misuse(magpool_t *p, const char *what, void *block);
+
+/* cache.c */
+void   cache_detach(magpool_t *p, struct tcache *tc);   /* registry lock held */
+void   cache_free_all(magpool_t *p);                    /* destroy            */
+size_t cache_clear(magpool_t *p);
+void   cache_flush_self(magpool_t *p);
+void   cache_fork_child(magpool_t *p, struct tcache *mine);
+int    cache_grow_locked(magpool_t *p);                 /* pool.c create      */
+struct tcache *cache_attach(magpool_t *p);              /* registry.c         */
+
+/* registry.c */
+int    registry_add(magpool_t *p);
+void   registry_remove(magpool_t *p);
+struct tcache *registry_tcache_slow(magpool_t *p);
+bool   heavy_fence_available(void);
+void   heavy_fence(void);
+
+struct tdir_entry {
+    uint64_t uid;
+    struct tcache *tc;
+};
+struct tdir {
+    uint32_t cap;
+    struct tdir_entry e[];
+};
+/* The only thread-local variable: one pointer, initial-exec so the fast path
+ * reads it with one %fs-relative load even from a shared library. glibc's
+ * static TLS surplus (used when the library is dlopen'ed) easily holds it. */
+extern __thread struct tdir *magpool_tls_dir
+    __attribute__((tls_model("initial-exec"))) hidden;
+
+/* The calling thread's cache of p if it has one, else NULL (no allocation).
+ * Three dependent loads: the TLS pointer, the slot's entry, its cache. */
+static inline struct tcache *tcache_lookup(const magpool_t *p)
+{
+    struct tdir *d = magpool_tls_dir;
+    if (likely(d != NULL && p->slot < d->cap)) {
+        const struct tdir_entry *e = &d->e[p->slot];
+        if (likely(e->uid == p->uid))
+            return e->tc;
+    }
+    return NULL;
+}
+
+/* mutex_pool.c */
+int    mutex_pool_init(magpool_t *p);
+void  *mutex_pool_acquire(magpool_t *p);
+void   mutex_pool_release(magpool_t *p, void *block);
+size_t mutex_pool_clear(magpool_t *p);
+void   mutex_pool_stats(magpool_t *p, magpool_stats_t *out);
+void   mutex_pool_destroy(magpool_t *p);
+
+/* stats.c */
+void   cache_stats(magpool_t *p, magpool_stats_t *out);
+
+#endif

@@ -1,0 +1,147 @@
+/*
+ * The baseline: the design document's pool, done in C. One mutex guards one
+ * intrusive free list (the link lives in the idle block itself), carving from
+ * the newest slab when the list is empty, growing by grow_factor when the slab
+ * is used up. Same API, same slabs, same statistics and checks as the
+ * lock-free backend, so every test and benchmark can run on both.
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "internal.h"
+
+static int mp_grow_locked(magpool_t *p)
+{
+    size_t total = atomic_load_relaxed(&p->slabs.blocks_total);
+    if (p->max_blocks && total >= p->max_blocks) {
+        errno = ENOMEM;
+        return -1;
+    }
+    size_t want = pool_grow_request(p, total);
+    size_t limit = p->max_blocks ? p->max_blocks - total : SIZE_MAX;
+    char *first;
+    size_t n;
+    if (slab_grow(&p->slabs, want, limit, &first, &n) != 0)
+        return -1;
+    p->mp.bump = first;
+    p->mp.bump_end = first + n * p->slabs.stride;
+    counter_inc(&p->grows); /* under mp.lock: one writer at a time */
+    return 0;
+}
+
+int mutex_pool_init(magpool_t *p)
+{
+    struct mutex_pool *mp = &p->mp;
+    if (pthread_mutex_init(&mp->lock, NULL) != 0)
+        return -1;
+    if (p->initial_blocks == 0)
+        return 0;
+    pthread_mutex_lock(&mp->lock);
+    int rc = mp_grow_locked(p);
+    pthread_mutex_unlock(&mp->lock);
+    return rc;
+}
+
+void mutex_pool_destroy(magpool_t *p)
+{
+    pthread_mutex_destroy(&p->mp.lock);
+}
+
+static void *mp_take_locked(magpool_t *p, bool *grew)
+{
+    struct mutex_pool *mp = &p->mp;
+    for (;;) {
+        if (mp->free) {
+            void *b = mp->free;
+            mp->free = *(void **)b;
+            mp->nfree--;
+            return b;
+        }
+        if (mp->bump < mp->bump_end) {
+            void *b = mp->bump;
+            mp->bump += p->slabs.stride;
+            return b;
+        }
+        if (mp_grow_locked(p) != 0)
+            return NULL;
+        *grew = true;
+    }
+}
+
+void *mutex_pool_acquire(magpool_t *p)
+{
+    struct mutex_pool *mp = &p->mp;
+    bool grew = false;
+    pthread_mutex_lock(&mp->lock);
+    void *b = mp_take_locked(p, &grew);
+    if (b) {
+        counter_inc(&mp->acquires);
+        if (grew)
+            counter_inc(&p->misses);
+        if (p->slabs.checked && slab_mark_acquired(&p->slabs, b) != 0)
+            report_misuse(p, "block handed out while marked acquired (memory corruption?)", b);
+    } else {
+        counter_inc(&p->failed);
+        errno = ENOMEM;
+    }
+    pthread_mutex_unlock(&mp->lock);
+    return b;
+}
+
+void mutex_pool_release(magpool_t *p, void *block)
+{
+    struct mutex_pool *mp = &p->mp;
+    pthread_mutex_lock(&mp->lock);
+    int rc = p->slabs.checked ? slab_mark_released(&p->slabs, block) : 0;
+    if (rc == 0) {
+        *(void **)block = mp->free;
+        mp->free = block;
+        mp->nfree++;
+        counter_inc(&mp->releases);
+    }
+    pthread_mutex_unlock(&mp->lock);
+    if (rc == -1)
+        report_misuse(p, "release of a pointer that is not a block of this pool", block);
+    else if (rc == -2)
+        report_misuse(p, "double release", block);
+}
+
+size_t mutex_pool_clear(magpool_t *p)
+{
+    struct mutex_pool *mp = &p->mp;
+    size_t freed = 0;
+    pthread_mutex_lock(&mp->lock);
+    size_t stride = p->slabs.stride;
+    size_t uncarved = (size_t)(mp->bump_end - mp->bump) / stride;
+    size_t n = mp->nfree + uncarved;
+    void **idle = malloc((n ? n : 1) * sizeof *idle);
+    if (idle != NULL) {
+        size_t i = 0;
+        for (void *b = mp->free; b; b = *(void **)b)
+            idle[i++] = b;
+        for (char *c = mp->bump; c < mp->bump_end; c += stride)
+            idle[i++] = c;
+        size_t kept;
+        freed = slab_reclaim(&p->slabs, idle, n, &kept);
+        mp->free = NULL;
+        for (size_t k = kept; k-- > 0;) {
+            *(void **)idle[k] = mp->free;
+            mp->free = idle[k];
+        }
+        mp->nfree = kept;
+        mp->bump = mp->bump_end = NULL;
+        free(idle);
+        if (freed)
+            counter_inc(&p->trims);
+    }
+    pthread_mutex_unlock(&mp->lock);
+    return freed;
+}
+
+void mutex_pool_stats(magpool_t *p, magpool_stats_t *out)
+{
+    pthread_mutex_lock(&p->mp.lock);
+    out->acquires = atomic_load_relaxed(&p->mp.acquires);
+    out->releases = atomic_load_relaxed(&p->mp.releases);
+    pthread_mutex_unlock(&p->mp.lock);
+}

@@ -1,0 +1,254 @@
+/*
+ * Pool life cycle and the public entry points that are not on the fast path
+ * (the fast path, magpool_acquire / magpool_release, lives in cache.c so the
+ * compiler can inline the magazine operations into it).
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+MAGPOOL_API magpool_config_t magpool_config_default(size_t block_size)
+{
+    magpool_config_t c = {
+        .block_size = block_size,
+        .align = MAGPOOL_DEFAULT_ALIGN,
+        .initial_blocks = 10,
+        .max_blocks = 0,
+        .grow_factor = 2.0,
+        .magazine_size = 0,
+        .flags = 0,
+        .backend = MAGPOOL_LOCKFREE,
+    };
+    return c;
+}
+
+MAGPOOL_API const char *magpool_version(void)
+{
+    return "0.1.0";
+}
+
+/* Blocks to add when the pool holds `total`: the preallocation first, then
+ * total x (grow_factor - 1), at least one, never past max_blocks. */
+size_t pool_grow_request(const magpool_t *p, size_t total)
+{
+    size_t n;
+    if (total == 0) {
+        n = p->initial_blocks ? p->initial_blocks : 1;
+    } else {
+        double x = ceil((double)total * (p->grow_factor - 1.0));
+        double lim = (double)(PTRDIFF_MAX / p->slabs.stride);
+        n = x >= lim ? (size_t)lim : (size_t)x;
+        if (n == 0)
+            n = 1;
+    }
+    if (p->max_blocks && n > p->max_blocks - total)
+        n = p->max_blocks - total;
+    return n;
+}
+
+void report_misuse(magpool_t *p, const char *what, void *block)
+{
+    fprintf(stderr, "magpool: %s: pool %p, block %p (block size %zu)\n",
+            what, (void *)p, block, p->block_size);
+    errno = EINVAL;
+}
+
+/* Blocks per magazine when the caller leaves it to us: bigger magazines for
+ * small blocks, where the depot trip costs most relative to the work. */
+static unsigned auto_magazine_size(size_t stride)
+{
+    if (stride <= 256)
+        return 128;
+    if (stride <= 1024)
+        return 64;
+    if (stride <= 4096)
+        return 32;
+    return 16;
+}
+
+static int validate(const magpool_config_t *cfg, size_t *align_out)
+{
+    if (cfg == NULL || cfg->block_size == 0)
+        return -1;
+    size_t align = cfg->align ? cfg->align : MAGPOOL_DEFAULT_ALIGN;
+    if ((align & (align - 1)) != 0 || align > MAGPOOL_MAX_ALIGN)
+        return -1;
+    if (align < MAGPOOL_MIN_ALIGN)
+        align = MAGPOOL_MIN_ALIGN;
+    if (!(cfg->grow_factor > 1.0) || !isfinite(cfg->grow_factor))
+        return -1;
+    if (cfg->backend != MAGPOOL_LOCKFREE && cfg->backend != MAGPOOL_MUTEX)
+        return -1;
+    if (cfg->flags & ~(unsigned)(MAGPOOL_PREFAULT | MAGPOOL_CHECKED))
+        return -1;
+    if (cfg->magazine_size > MAGPOOL_MAX_MAGAZINE)
+        return -1;
+    if (cfg->block_size > PTRDIFF_MAX - align)
+        return -1;
+    size_t stride = (cfg->block_size + align - 1) & ~(align - 1);
+    size_t initial = cfg->initial_blocks;
+    if (cfg->max_blocks && initial > cfg->max_blocks)
+        initial = cfg->max_blocks;
+    if (initial > PTRDIFF_MAX / stride)
+        return -1;
+    if (cfg->max_blocks > PTRDIFF_MAX / stride)
+        return -1;
+    *align_out = align;
+    return 0;
+}
+
+static bool env_checked(void)
+{
+    const char *v = getenv("MAGPOOL_CHECKED");
+    return v != NULL && v[0] != '\0' && strcmp(v, "0") != 0;
+}
+
+static void pool_free(magpool_t *p)
+{
+    if (p->mode == MODE_MUTEX) {
+        mutex_pool_destroy(p);
+    } else {
+        cache_free_all(p);
+        depot_destroy(&p->depot);
+        pthread_mutex_destroy(&p->reg_lock);
+    }
+    pthread_mutex_destroy(&p->grow_lock);
+    slab_set_destroy(&p->slabs);
+    free(p);
+}
+
+MAGPOOL_API magpool_t *magpool_create(const magpool_config_t *cfg)
+{
+    size_t align;
+    if (validate(cfg, &align) != 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    size_t sz = (sizeof(magpool_t) + MAGPOOL_DESTRUCTIVE - 1) & ~(size_t)(MAGPOOL_DESTRUCTIVE - 1);
+    magpool_t *p = aligned_alloc(MAGPOOL_DESTRUCTIVE, sz);
+    if (p == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    memset(p, 0, sizeof *p);
+    unsigned flags = cfg->flags | (env_checked() ? MAGPOOL_CHECKED : 0);
+    p->block_size = cfg->block_size;
+    p->max_blocks = cfg->max_blocks;
+    p->initial_blocks = cfg->max_blocks && cfg->initial_blocks > cfg->max_blocks
+                        ? cfg->max_blocks : cfg->initial_blocks;
+    p->grow_factor = cfg->grow_factor;
+    p->flags = flags;
+    if (cfg->backend == MAGPOOL_MUTEX)
+        p->mode = MODE_MUTEX;
+    else
+        p->mode = (flags & MAGPOOL_CHECKED) ? MODE_LOCKFREE_CHECKED : MODE_LOCKFREE;
+
+    if (slab_set_init(&p->slabs, cfg->block_size, align, flags) != 0) {
+        free(p);
+        errno = ENOMEM;
+        return NULL;
+    }
+    pthread_mutex_init(&p->grow_lock, NULL);
+    int rc;
+    if (p->mode == MODE_MUTEX) {
+        rc = mutex_pool_init(p);
+    } else {
+        unsigned M = cfg->magazine_size ? cfg->magazine_size
+                                        : auto_magazine_size(p->slabs.stride);
+        pthread_mutex_init(&p->reg_lock, NULL);
+        rc = depot_init(&p->depot, M);
+        if (rc == 0 && p->initial_blocks) {
+            pthread_mutex_lock(&p->grow_lock);
+            rc = cache_grow_locked(p);
+            pthread_mutex_unlock(&p->grow_lock);
+        }
+    }
+    if (rc != 0 || registry_add(p) != 0) {
+        pool_free(p);
+        errno = ENOMEM;
+        return NULL;
+    }
+    return p;
+}
+
+MAGPOOL_API void magpool_destroy(magpool_t *p)
+{
+    if (p == NULL)
+        return;
+    /* After this no exiting thread will flush into p, and no thread's
+     * directory entry for p will be accepted again (uids are never reused). */
+    registry_remove(p);
+    pool_free(p);
+}
+
+MAGPOOL_API size_t magpool_clear(magpool_t *p)
+{
+    if (p == NULL)
+        return 0;
+    return p->mode == MODE_MUTEX ? mutex_pool_clear(p) : cache_clear(p);
+}
+
+MAGPOOL_API size_t magpool_trim(magpool_t *p, double max_idle_s)
+{
+    if (p == NULL)
+        return 0;
+    if (max_idle_s <= 0.0)
+        return magpool_clear(p);
+    /* No age tracking yet (see the header): give the caller's cache back so a
+     * later clear, or another thread, can use it. */
+    magpool_thread_flush(p);
+    return 0;
+}
+
+MAGPOOL_API void magpool_thread_flush(magpool_t *p)
+{
+    if (p == NULL || p->mode == MODE_MUTEX)
+        return;
+    cache_flush_self(p);
+}
+
+MAGPOOL_API int magpool_get_stats(magpool_t *p, magpool_stats_t *out)
+{
+    if (p == NULL || out == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    memset(out, 0, sizeof *out);
+    if (p->mode == MODE_MUTEX)
+        mutex_pool_stats(p, out);
+    else
+        cache_stats(p, out);
+    out->blocks_total = atomic_load_relaxed(&p->slabs.blocks_total);
+    out->bytes_reserved = atomic_load_relaxed(&p->slabs.bytes_reserved);
+    out->misses = atomic_load_relaxed(&p->misses);
+    out->grows = atomic_load_relaxed(&p->grows);
+    out->trims = atomic_load_relaxed(&p->trims);
+    out->failed = atomic_load_relaxed(&p->failed);
+    out->steals = atomic_load_relaxed(&p->steals);
+    out->blocks_outstanding = out->acquires >= out->releases
+                              ? (size_t)(out->acquires - out->releases) : 0;
+    out->hits = out->acquires >= out->misses ? out->acquires - out->misses : 0;
+    out->hit_rate = out->acquires ? (double)out->hits / (double)out->acquires : 0.0;
+    return 0;
+}
+
+MAGPOOL_API size_t magpool_block_size(const magpool_t *p)
+{
+    return p ? p->block_size : 0;
+}
+
+MAGPOOL_API size_t magpool_report_leaks(magpool_t *p, FILE *out)
+{
+    magpool_stats_t s;
+    if (magpool_get_stats(p, &s) != 0)
+        return 0;
+    fprintf(out ? out : stderr,
+            "magpool: pool %p: %zu block(s) of %zu bytes outstanding "
+            "(%llu acquired, %llu released)\n",
+            (void *)p, s.blocks_outstanding, p->block_size,
+            (unsigned long long)s.acquires, (unsigned long long)s.releases);
+    return s.blocks_outstanding;
+}

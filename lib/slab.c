@@ -1,0 +1,215 @@
+/*
+ * The slab layer: memory comes from mmap in slabs of whole pages, carved into
+ * blocks of `stride` bytes. Slabs are kept sorted by address so a block can be
+ * mapped back to its slab with a binary search (CHECKED lookups, reclaim).
+ * Every function that modifies the set runs under the owning pool's growth
+ * lock and also takes the write side of `rw`, which CHECKED lookups read.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static size_t page_size(void)
+{
+    static size_t ps;
+    if (ps == 0) {
+        long v = sysconf(_SC_PAGESIZE);
+        ps = v > 0 ? (size_t)v : 4096;
+    }
+    return ps;
+}
+
+int slab_set_init(struct slab_set *s, size_t block_size, size_t align, unsigned flags)
+{
+    memset(s, 0, sizeof *s);
+    s->block_size = block_size;
+    s->align = align;
+    s->stride = (block_size + align - 1) & ~(align - 1);
+    s->checked = (flags & MAGPOOL_CHECKED) != 0;
+    s->prefault = (flags & MAGPOOL_PREFAULT) != 0;
+    atomic_init(&s->blocks_total, 0);
+    atomic_init(&s->bytes_reserved, 0);
+    return pthread_rwlock_init(&s->rw, NULL) == 0 ? 0 : -1;
+}
+
+static void slab_unmap(struct slab *sl)
+{
+    munmap(sl->map, sl->map_len);
+    free(sl->live);
+}
+
+void slab_set_destroy(struct slab_set *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        slab_unmap(&s->v[i]);
+    free(s->v);
+    s->v = NULL;
+    s->n = s->cap = 0;
+    pthread_rwlock_destroy(&s->rw);
+}
+
+/* Index of the slab containing p, or -1. Caller holds rw (either side). */
+static ptrdiff_t slab_find(const struct slab_set *s, const void *p)
+{
+    const char *c = p;
+    size_t lo = 0, hi = s->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const struct slab *sl = &s->v[mid];
+        if (c < sl->first)
+            hi = mid;
+        else if (c >= sl->first + sl->nblocks * s->stride)
+            lo = mid + 1;
+        else
+            return (ptrdiff_t)mid;
+    }
+    return -1;
+}
+
+int slab_grow(struct slab_set *s, size_t min_blocks, size_t max_blocks,
+              char **first, size_t *nblocks)
+{
+    size_t ps = page_size();
+    size_t extra = s->align > ps ? s->align - ps : 0; /* to align the start */
+    if (min_blocks == 0 || min_blocks > max_blocks ||
+        min_blocks > (SIZE_MAX - extra - ps) / s->stride) {
+        errno = ENOMEM;
+        return -1;
+    }
+    size_t len = (min_blocks * s->stride + extra + ps - 1) & ~(ps - 1);
+    if (s->n == s->cap) {
+        size_t ncap = s->cap ? 2 * s->cap : 8;
+        struct slab *nv = realloc(s->v, ncap * sizeof *nv);
+        if (nv == NULL) {
+            errno = ENOMEM;
+            return -1;
+        }
+        pthread_rwlock_wrlock(&s->rw);
+        s->v = nv;
+        s->cap = ncap;
+        pthread_rwlock_unlock(&s->rw);
+    }
+    int mflags = MAP_PRIVATE | MAP_ANONYMOUS | (s->prefault ? MAP_POPULATE : 0);
+    char *map = mmap(NULL, len, PROT_READ | PROT_WRITE, mflags, -1, 0);
+    if (map == MAP_FAILED) {
+        errno = ENOMEM;
+        return -1;
+    }
+    struct slab sl = { .map = map, .map_len = len };
+    sl.first = (char *)(((uintptr_t)map + s->align - 1) & ~(uintptr_t)(s->align - 1));
+    sl.nblocks = (size_t)(map + len - sl.first) / s->stride;
+    if (sl.nblocks > max_blocks)
+        sl.nblocks = max_blocks; /* the cap is exact; the tail stays unused */
+    if (s->checked) {
+        sl.live = calloc((sl.nblocks + 63) / 64, sizeof *sl.live);
+        if (sl.live == NULL) {
+            munmap(map, len);
+            errno = ENOMEM;
+            return -1;
+        }
+    }
+    pthread_rwlock_wrlock(&s->rw);
+    size_t pos = s->n;
+    while (pos > 0 && s->v[pos - 1].first > sl.first)
+        pos--;
+    memmove(&s->v[pos + 1], &s->v[pos], (s->n - pos) * sizeof *s->v);
+    s->v[pos] = sl;
+    s->n++;
+    pthread_rwlock_unlock(&s->rw);
+    /* relaxed: single writer (growth lock); readers only report the value. */
+    atomic_store_relaxed(&s->blocks_total, atomic_load_relaxed(&s->blocks_total) + sl.nblocks);
+    atomic_store_relaxed(&s->bytes_reserved, atomic_load_relaxed(&s->bytes_reserved) + len);
+    *first = sl.first;
+    *nblocks = sl.nblocks;
+    return 0;
+}
+
+size_t slab_reclaim(struct slab_set *s, void **idle, size_t n, size_t *kept)
+{
+    size_t *count = calloc(s->n ? s->n : 1, sizeof *count);
+    if (count == NULL) {
+        *kept = n; /* nothing reclaimed, nothing lost */
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        ptrdiff_t k = slab_find(s, idle[i]);
+        if (k >= 0)
+            count[k]++;
+    }
+    size_t freed_blocks = 0, freed_bytes = 0;
+    bool any = false;
+    for (size_t k = 0; k < s->n; k++)
+        if (count[k] == s->v[k].nblocks)
+            any = true;
+    if (any) {
+        /* Drop the blocks of fully idle slabs from idle[], then unmap them.
+         * Nothing else references those blocks: every one is in idle[]. */
+        size_t w = 0;
+        for (size_t i = 0; i < n; i++) {
+            ptrdiff_t k = slab_find(s, idle[i]);
+            if (k < 0 || count[k] != s->v[k].nblocks)
+                idle[w++] = idle[i];
+        }
+        n = w;
+        pthread_rwlock_wrlock(&s->rw);
+        size_t keep = 0;
+        for (size_t k = 0; k < s->n; k++) {
+            if (count[k] == s->v[k].nblocks) {
+                freed_blocks += s->v[k].nblocks;
+                freed_bytes += s->v[k].map_len;
+                slab_unmap(&s->v[k]);
+            } else {
+                s->v[keep++] = s->v[k];
+            }
+        }
+        s->n = keep;
+        pthread_rwlock_unlock(&s->rw);
+        atomic_store_relaxed(&s->blocks_total, atomic_load_relaxed(&s->blocks_total) - freed_blocks);
+        atomic_store_relaxed(&s->bytes_reserved, atomic_load_relaxed(&s->bytes_reserved) - freed_bytes);
+    }
+    free(count);
+    *kept = n;
+    return freed_blocks;
+}
+
+/* CHECKED: find the block's bit. Caller holds rw for reading. */
+static int slab_bit(struct slab_set *s, void *block, _Atomic uint64_t **word, uint64_t *bit)
+{
+    ptrdiff_t k = slab_find(s, block);
+    if (k < 0)
+        return -1;
+    struct slab *sl = &s->v[k];
+    size_t off = (size_t)((char *)block - sl->first);
+    if (off % s->stride != 0)
+        return -1; /* inside a block, not at its start */
+    size_t i = off / s->stride;
+    *word = &sl->live[i / 64];
+    *bit = (uint64_t)1 << (i % 64);
+    return 0;
+}
+
+static int slab_mark(struct slab_set *s, void *block, bool acquired)
+{
+    _Atomic uint64_t *word;
+    uint64_t bit;
+    int rc;
+    pthread_rwlock_rdlock(&s->rw);
+    rc = slab_bit(s, block, &word, &bit);
+    if (rc == 0) {
+        /* acq_rel: the bit hands block ownership from releaser to acquirer,
+         * pairing the release side of one with the acquire side of the next. */
+        uint64_t old = acquired ? atomic_fetch_or_acq_rel(word, bit)
+                                : atomic_fetch_and_acq_rel(word, ~bit);
+        if (((old & bit) != 0) == acquired)
+            rc = -2;
+    }
+    pthread_rwlock_unlock(&s->rw);
+    return rc;
+}
+
+int slab_mark_acquired(struct slab_set *s, void *block) { return slab_mark(s, block, true); }
+int slab_mark_released(struct slab_set *s, void *block) { return slab_mark(s, block, false); }
