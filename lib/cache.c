@@ -235,13 +235,14 @@ static void *take_block_locked(magpool_t *p, struct tcache *tc)
             grew = true;
             continue;
         }
+        int grow_err = errno; /* ENOMEM, or a carve hook's own error */
         if (!stole) {
             stole = true;
             if (steal_locked(p, tc) > 0)
                 continue;
         }
         counter_inc(&p->failed);
-        errno = ENOMEM;
+        errno = grow_err;
         return NULL;
     }
 }

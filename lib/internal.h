@@ -47,6 +47,20 @@ struct slab {
     _Atomic uint64_t *live; /* CHECKED: one bit per block, 1 = acquired     */
 };
 
+/*
+ * Hooks for layers built on a pool (ObjectPool constructs and destroys
+ * objects with them). Called under the pool's growth lock.
+ *  carve:   a new slab's blocks [first, first + n*stride) exist and are not yet
+ *           visible to any thread; return 0, or -1 with errno set to refuse
+ *           the slab (it is unmapped again and the acquire fails with errno).
+ *  unmap:   the slab's blocks are about to be unmapped (clear, trim, destroy).
+ */
+struct pool_hooks {
+    int  (*carve)(void *ctx, char *first, size_t n, size_t stride);
+    void (*unmap)(void *ctx, char *first, size_t n, size_t stride);
+    void *ctx;
+};
+
 /* All slabs of a pool, sorted by address. Modified only under the owner's
  * growth lock; the rwlock lets CHECKED-mode lookups run beside modification. */
 struct slab_set {
@@ -55,6 +69,7 @@ struct slab_set {
     size_t n, cap;
     size_t block_size, stride, align;
     bool checked, prefault;
+    struct pool_hooks hooks;
     _Atomic size_t blocks_total;   /* written under the growth lock; read   */
     _Atomic size_t bytes_reserved; /* relaxed by stats (single writer)       */
 };
@@ -194,6 +209,10 @@ struct magpool {
 };
 
 /* pool.c */
+magpool_t *pool_create_hooked(const magpool_config_t *cfg, const struct pool_hooks *hooks);
+/* Monotonic clock for ages (trim), in ns; tests inject their own. */
+extern uint64_t (*magpool_test_clock_ns)(void) hidden;
+uint64_t pool_clock_ns(void);
 size_t pool_grow_request(const magpool_t *p, size_t total);
 void   report_misuse(magpool_t *p, const char *what, void *block);
 

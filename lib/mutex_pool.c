@@ -81,8 +81,9 @@ void *mutex_pool_acquire(magpool_t *p)
         if (p->slabs.checked && slab_mark_acquired(&p->slabs, b) != 0)
             report_misuse(p, "block handed out while marked acquired (memory corruption?)", b);
     } else {
+        int e = errno; /* ENOMEM, or a carve hook's own error */
         counter_inc(&p->failed);
-        errno = ENOMEM;
+        errno = e;
     }
     pthread_mutex_unlock(&mp->lock);
     return b;

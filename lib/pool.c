@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -120,7 +121,23 @@ static void pool_free(magpool_t *p)
     free(p);
 }
 
+uint64_t (*magpool_test_clock_ns)(void);
+
+uint64_t pool_clock_ns(void)
+{
+    if (unlikely(magpool_test_clock_ns != NULL))
+        return magpool_test_clock_ns();
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 MAGPOOL_API magpool_t *magpool_create(const magpool_config_t *cfg)
+{
+    return pool_create_hooked(cfg, NULL);
+}
+
+magpool_t *pool_create_hooked(const magpool_config_t *cfg, const struct pool_hooks *hooks)
 {
     size_t align;
     if (validate(cfg, &align) != 0) {
@@ -151,6 +168,8 @@ MAGPOOL_API magpool_t *magpool_create(const magpool_config_t *cfg)
         errno = ENOMEM;
         return NULL;
     }
+    if (hooks)
+        p->slabs.hooks = *hooks;
     pthread_mutex_init(&p->grow_lock, NULL);
     int rc;
     if (p->mode == MODE_MUTEX) {
@@ -167,8 +186,9 @@ MAGPOOL_API magpool_t *magpool_create(const magpool_config_t *cfg)
         }
     }
     if (rc != 0 || registry_add(p) != 0) {
+        int e = errno ? errno : ENOMEM;
         pool_free(p);
-        errno = ENOMEM;
+        errno = e;
         return NULL;
     }
     return p;

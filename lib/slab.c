@@ -36,8 +36,10 @@ int slab_set_init(struct slab_set *s, size_t block_size, size_t align, unsigned 
     return pthread_rwlock_init(&s->rw, NULL) == 0 ? 0 : -1;
 }
 
-static void slab_unmap(struct slab *sl)
+static void slab_unmap(struct slab_set *s, struct slab *sl)
 {
+    if (s->hooks.unmap)
+        s->hooks.unmap(s->hooks.ctx, sl->first, sl->nblocks, s->stride);
     munmap(sl->map, sl->map_len);
     free(sl->live);
 }
@@ -45,7 +47,7 @@ static void slab_unmap(struct slab *sl)
 void slab_set_destroy(struct slab_set *s)
 {
     for (size_t i = 0; i < s->n; i++)
-        slab_unmap(&s->v[i]);
+        slab_unmap(s, &s->v[i]);
     free(s->v);
     s->v = NULL;
     s->n = s->cap = 0;
@@ -104,9 +106,17 @@ int slab_grow(struct slab_set *s, size_t min_blocks, size_t max_blocks,
     sl.nblocks = (size_t)(map + len - sl.first) / s->stride;
     if (sl.nblocks > max_blocks)
         sl.nblocks = max_blocks; /* the cap is exact; the tail stays unused */
+    if (s->hooks.carve && s->hooks.carve(s->hooks.ctx, sl.first, sl.nblocks, s->stride) != 0) {
+        int e = errno;
+        munmap(map, len);
+        errno = e;
+        return -1;
+    }
     if (s->checked) {
         sl.live = calloc((sl.nblocks + 63) / 64, sizeof *sl.live);
         if (sl.live == NULL) {
+            if (s->hooks.unmap)
+                s->hooks.unmap(s->hooks.ctx, sl.first, sl.nblocks, s->stride);
             munmap(map, len);
             errno = ENOMEM;
             return -1;
@@ -161,7 +171,7 @@ size_t slab_reclaim(struct slab_set *s, void **idle, size_t n, size_t *kept)
             if (count[k] == s->v[k].nblocks) {
                 freed_blocks += s->v[k].nblocks;
                 freed_bytes += s->v[k].map_len;
-                slab_unmap(&s->v[k]);
+                slab_unmap(s, &s->v[k]);
             } else {
                 s->v[keep++] = s->v[k];
             }
