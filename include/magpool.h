@@ -14,12 +14,13 @@
  * Synchronization table: which calls may run at the same time on ONE pool
  * (different pools are fully independent).
  *
- *                        acquire release clear trim get_stats report_leaks destroy
- *   magpool_acquire         X       X      X     X      X         X           -
- *   magpool_release         X       X      X     X      X         X           -
- *   magpool_clear/trim      X       X      X     X      X         X           -
- *   magpool_get_stats       X       X      X     X      X         X           -
- *   magpool_destroy         -       -      -     -      -         -           -
+ *                     acquire release clear/trim set_trim get_stats report destroy
+ *   magpool_acquire      X       X        X         X        X        X       -
+ *   magpool_release      X       X        X         X        X        X       -
+ *   clear/trim           X       X        X         X        X        X       -
+ *   set_trim_interval    X       X        X         X        X        X       -
+ *   get_stats            X       X        X         X        X        X       -
+ *   destroy              -       -        -         -        -        -       -
  *
  *   X: may run concurrently from different threads.
  *   -: must not overlap; magpool_destroy requires that no other thread uses the
@@ -112,6 +113,10 @@ typedef struct magpool_stats {
     uint64_t steals;             /**< times parked blocks were taken back from other
                                       threads' caches to honour max_blocks          */
     uint64_t threads;            /**< thread caches currently attached to the pool  */
+    uint64_t bytes_returned;     /**< bytes given back to the OS by trim/clear so
+                                      far (munmap of idle slabs plus
+                                      madvise(MADV_DONTNEED) of idle pages)        */
+    size_t magazines;            /**< magazines allocated now (cache metadata)      */
 } magpool_stats_t;
 
 /**
@@ -169,25 +174,54 @@ MAGPOOL_API void *magpool_acquire(magpool_t *pool) MAGPOOL_MALLOC_ATTR;
 MAGPOOL_API void magpool_release(magpool_t *pool, void *block);
 
 /**
- * Give idle memory back: every idle block, including blocks parked in other
- * threads' caches, is collected; slabs whose blocks are all idle are unmapped.
- * Same as magpool_trim(pool, 0).
- * @return number of blocks given back to the OS (0 also for pool == NULL).
+ * Give all idle memory back: same as magpool_trim(pool, 0).
+ * @return number of blocks whose memory went back to the OS (0 also for
+ *         pool == NULL).
  * Thread-safe, may run while other threads acquire and release; not for the
- * hot path (it takes the pool's growth lock and signals other threads).
+ * hot path.
  */
 MAGPOOL_API size_t magpool_clear(magpool_t *pool);
 
 /**
  * Give back memory that has been idle for longer than @p max_idle_s seconds,
- * least recently used first.
- * This release reclaims only at max_idle_s <= 0 (it behaves as magpool_clear);
- * with max_idle_s > 0 it flushes the caller's own cache and returns 0. Age
- * tracking arrives with epoch-based reclamation.
- * @return number of blocks given back to the OS.
- * Thread-safe; not for the hot path.
+ * least recently used first, while other threads keep working.
+ *
+ * Idle blocks of the pool — in the shared depot, and in the caches of threads
+ * that have not used the pool for max_idle_s (alive or not) — are collected;
+ * slabs whose blocks are all idle are unmapped, and in the others every page
+ * wholly covered by idle blocks is returned with madvise(MADV_DONTNEED) (the
+ * blocks stay in the pool and fault back in, zeroed, when reused). Magazines
+ * (cache metadata) idle as long are freed after an epoch grace period.
+ * A thread's idleness is observed by successive trims (it costs the fast path
+ * nothing), so a thread's cache is reclaimed by the first trim that runs at
+ * least max_idle_s after an earlier trim saw the thread's last operation;
+ * magpool_set_trim_interval() runs trims periodically.
+ * max_idle_s <= 0 (or NaN) means "everything idle now", including the caller's
+ * own cache and every other thread's.
+ *
+ * MAGPOOL_MUTEX keeps no per-block ages and its free list lives inside the
+ * idle blocks: there, trim reclaims only when the whole pool has been idle for
+ * max_idle_s (as seen by successive trims), and only whole slabs.
+ *
+ * @return number of blocks whose memory went back to the OS (unmapped, or
+ *         lying wholly inside returned pages); 0 for pool == NULL.
+ * Thread-safe; not for the hot path (takes the growth lock, signals threads
+ * with membarrier(2), may wait for an RCU grace period).
  */
 MAGPOOL_API size_t magpool_trim(magpool_t *pool, double max_idle_s);
+
+/**
+ * Trim @p pool in the background: every @p interval_s seconds a library
+ * thread (one for all pools, started on first use) calls
+ * magpool_trim(pool, max_idle_s). interval_s <= 0 stops it for this pool.
+ * The thread never runs on the fast path. After fork() the child has no
+ * trimmer; call this again there to restart it.
+ * @return 0, or -1 with errno: EINVAL (pool NULL, NaN, or a value > 1e9 s),
+ *         EAGAIN/ENOMEM (the thread could not be started).
+ * Thread-safe.
+ */
+MAGPOOL_API int magpool_set_trim_interval(magpool_t *pool, double interval_s,
+                                          double max_idle_s);
 
 /**
  * Fill @p out with a snapshot of the pool's counters.
@@ -225,6 +259,284 @@ MAGPOOL_API void magpool_destroy(magpool_t *pool);
 
 /** "MAJOR.MINOR.PATCH" of the library actually loaded. */
 MAGPOOL_API const char *magpool_version(void);
+
+/* ======================================================================
+ * ObjectPool: constructed objects, reused (Bonwick object caching)
+ * ======================================================================
+ *
+ * An object pool is a magpool whose blocks are kept in their *constructed*
+ * state. init() runs once per object, when the slab that holds it is mapped
+ * (not on every acquire); reset() runs on every release, so a reused object
+ * is always clean; fini() runs once per object just before its memory goes
+ * back to the OS (magpool_objpool_clear / _trim / _destroy). acquire and
+ * release are the pool's lock-free magazine fast path plus one indirect call
+ * to reset(); init() and fini() run on the slow path, under the pool's growth
+ * lock, in whichever thread grows or trims the pool.
+ *
+ * The hooks must not call back into the same object pool (init/fini hold its
+ * growth lock: that would deadlock). reset() may run in any thread and
+ * concurrently with other resets of other objects.
+ *
+ * Double or foreign release is undefined in the default mode; with the
+ * environment variable MAGPOOL_CHECKED=1 the underlying pool detects it
+ * (stderr line, errno EINVAL, pool unchanged), exactly as for magpool_release.
+ */
+
+/** Opaque object pool handle. */
+typedef struct magpool_objpool magpool_objpool_t;
+
+/** Object pool configuration. Zero-initialise, then set what you need. */
+typedef struct magpool_objpool_config {
+    size_t obj_size;        /**< bytes per object, > 0                          */
+    size_t align;           /**< power of two; 0 = default (16)                 */
+    size_t initial_objects; /**< constructed at create (0 = none)               */
+    size_t max_objects;     /**< hard cap on objects in existence, 0 = no cap   */
+    /** Once per fresh object, before it is ever handed out. Return 0 on
+     *  success. A non-zero return fails the acquire (or the create) that
+     *  needed the object: a positive value is taken as the errno to report;
+     *  a negative value reports the errno init() left set, or EINVAL if it
+     *  left errno 0. Objects of the same slab that were already constructed
+     *  are fini()'d again, and nothing is lost. NULL = no constructor.      */
+    int (*init)(void *obj, void *ctx);
+    /** On every release, in the releasing thread, before the object can be
+     *  handed out again. NULL = none.                                        */
+    void (*reset)(void *obj, void *ctx);
+    /** Once per constructed object, before its memory is unmapped (clear,
+     *  trim, destroy). NULL = none.                                          */
+    void (*fini)(void *obj, void *ctx);
+    void *ctx;              /**< passed to the three hooks                      */
+} magpool_objpool_config_t;
+
+/** Object pool statistics: the underlying pool's counters (magpool_stats_t),
+ *  where blocks are objects; blocks_total is the number of constructed
+ *  objects and blocks_total - blocks_outstanding the idle ones. */
+typedef magpool_stats_t magpool_objpool_stats_t;
+
+/**
+ * Create an object pool and construct cfg->initial_objects objects (capped at
+ * max_objects when that is non-zero; whole pages are mapped, so init() may run
+ * on a few more objects than asked, never more than max_objects).
+ * Growth factor 2.0, automatic magazine size, lock-free backend.
+ *
+ * @return the pool, or NULL with errno:
+ *   - EINVAL: cfg NULL, obj_size 0, align not a power of two (or > 1 MiB),
+ *     obj_size x objects overflowing the address space;
+ *   - ENOMEM: memory for the preallocation could not be mapped;
+ *   - the error of a failing init() (see magpool_objpool_config_t.init).
+ * Thread-safe.
+ */
+MAGPOOL_API magpool_objpool_t *magpool_objpool_create(const magpool_objpool_config_t *cfg);
+
+/**
+ * Take one constructed object: either a fresh one (init() ran once) or a
+ * reused one (reset() ran when it was released).
+ *
+ * @return an object, or NULL with errno:
+ *   - EINVAL: op is NULL;
+ *   - ENOMEM: max_objects objects are outstanding, or mapping a slab failed;
+ *   - the error of a failing init(); the pool is unchanged.
+ * Thread-safe; lock-free unless the pool must grow.
+ */
+MAGPOOL_API void *magpool_objpool_acquire(magpool_objpool_t *op) MAGPOOL_MALLOC_ATTR;
+
+/**
+ * Run reset() on @p obj, then give it back to the pool for reuse. Any thread
+ * may release any object. obj == NULL is a no-op; op == NULL with a non-NULL
+ * obj sets errno EINVAL and does nothing.
+ * Thread-safe; lock-free on the fast path (plus the cost of reset()).
+ */
+MAGPOOL_API void magpool_objpool_release(magpool_objpool_t *op, void *obj);
+
+/**
+ * Idle constructed objects ready to be handed out without calling init():
+ * blocks_total - blocks_outstanding of the underlying pool.
+ * @return the count (0 for op == NULL, errno EINVAL).
+ * Thread-safe; a snapshot (takes a slow-path lock), not for the hot path.
+ */
+MAGPOOL_API size_t magpool_objpool_size(magpool_objpool_t *op);
+
+/**
+ * Give idle objects' memory back to the OS: fini() runs on every object of
+ * each slab that is entirely idle, then the slab is unmapped (magpool_clear).
+ * @return the number of objects finalised and freed (0 for NULL).
+ * Thread-safe, may run while other threads acquire and release.
+ */
+MAGPOOL_API size_t magpool_objpool_clear(magpool_objpool_t *op);
+
+/**
+ * As magpool_objpool_clear, for memory idle longer than @p max_idle_s seconds
+ * (magpool_trim; max_idle_s <= 0 is clear).
+ * @return the number of objects finalised and freed (0 for NULL).
+ * Thread-safe.
+ */
+MAGPOOL_API size_t magpool_objpool_trim(magpool_objpool_t *op, double max_idle_s);
+
+/**
+ * Snapshot of the underlying pool's counters (see magpool_get_stats).
+ * @return 0, or -1 with errno EINVAL when op or out is NULL.
+ * Thread-safe; not for the hot path.
+ */
+MAGPOOL_API int magpool_objpool_get_stats(magpool_objpool_t *op, magpool_objpool_stats_t *out);
+
+/**
+ * fini() every constructed object (outstanding ones included, since their
+ * memory goes away too), unmap everything and free the pool.
+ * No other thread may use the pool during or after the call. NULL is a no-op.
+ */
+MAGPOOL_API void magpool_objpool_destroy(magpool_objpool_t *op);
+
+/* ======================================================================
+ * BufferManager: typed numeric buffers, 64-byte aligned, reused by size class
+ * ======================================================================
+ *
+ * magpool_bufmgr_get(bm, count, dtype) returns room for `count` elements of
+ * `dtype`, 64-byte aligned. Requests up to MAGPOOL_BUFMGR_MAX_CLASS bytes are
+ * rounded up to one of 52 size classes (64, 128, 192, 256 bytes, then four
+ * classes per power of two up to 1 MiB: at most 25% slack) and served from one
+ * lock-free magpool per class, created on first use; a released buffer is
+ * reused by the next request of the same class, never by a larger one. Larger
+ * requests are mmap'ed directly and unmapped on release.
+ *
+ * Every buffer carries a 64-byte header just before it. magpool_bufmgr_release
+ * first checks that the address lies in memory the manager owns (a lock-free
+ * page map for pooled buffers, a small locked table for large ones) and only
+ * then reads the header, so releasing a foreign pointer, an interior pointer,
+ * or a buffer twice is detected and reported without corrupting the manager
+ * (see magpool_bufmgr_release for the one race it cannot see).
+ *
+ * Synchronization: get, release, release_checked, clear_unused, get_stats
+ * may all run concurrently from any threads; destroy must not overlap
+ * anything; set_error_handler should be called before the manager is shared.
+ */
+
+/** Opaque buffer manager handle. */
+typedef struct magpool_bufmgr magpool_bufmgr_t;
+
+/** Element types. */
+typedef enum {
+    MAGPOOL_U8, MAGPOOL_I8, MAGPOOL_I16, MAGPOOL_I32, MAGPOOL_I64,
+    MAGPOOL_F32, MAGPOOL_F64
+} magpool_dtype_t;
+
+/** Alignment of every buffer's data, in bytes. */
+#define MAGPOOL_BUFMGR_ALIGN     64u
+/** Largest pooled buffer, in bytes; larger ones are mmap'ed directly. */
+#define MAGPOOL_BUFMGR_MAX_CLASS ((size_t)1 << 20)
+
+/** Bytes per element of @p dtype; 0 for an unknown dtype. Pure. */
+MAGPOOL_API size_t magpool_dtype_size(magpool_dtype_t dtype);
+
+/** Called for every bad release (see magpool_bufmgr_set_error_handler). */
+typedef void (*magpool_bufmgr_error_fn)(void *ctx, const char *what, void *buf);
+
+/** Buffer manager statistics (magpool_bufmgr_get_stats). */
+typedef struct magpool_bufmgr_stats {
+    uint64_t gets, releases;     /**< successful calls, pooled + large           */
+    uint64_t hits;               /**< pooled gets served without mapping memory  */
+    uint64_t misses;             /**< pooled gets that mapped a new slab         */
+    uint64_t large_gets, large_releases; /**< buffers above MAX_CLASS (mmap)     */
+    uint64_t bad_releases;       /**< foreign / interior / double releases caught */
+    uint64_t failed;             /**< gets that returned NULL (bad input excluded) */
+    size_t outstanding;          /**< buffers handed out, not released           */
+    size_t idle_buffers;         /**< released buffers kept for reuse; tracked only
+                                      when max_buffers != 0, else 0              */
+    size_t idle_blocks;          /**< pooled blocks not handed out (released or
+                                      never used yet)                            */
+    size_t bytes_reserved;       /**< mapped bytes, pooled slabs + large buffers */
+    unsigned classes_in_use;     /**< size classes whose pool exists             */
+} magpool_bufmgr_stats_t;
+
+/**
+ * Create a buffer manager that keeps at most @p max_buffers released buffers
+ * for reuse (0 = no cap, and no idle accounting on the fast path).
+ *
+ * The cap is enforced by giving memory back: when a release takes the idle
+ * count above max_buffers, that thread clears the size classes, largest
+ * first, until the count is at or below the cap. Memory goes back to the OS a
+ * whole slab at a time; classes of 64 KiB and more map one buffer per slab, so
+ * for them the cap is exact; for smaller classes a slab shared with buffers in
+ * use cannot be returned, and the count can stay above the cap (a further
+ * pass runs only once the count doubles, so releases never spin on it).
+ *
+ * @return the manager, or NULL with errno ENOMEM.
+ * Thread-safe.
+ */
+MAGPOOL_API magpool_bufmgr_t *magpool_bufmgr_create(size_t max_buffers);
+
+/**
+ * A buffer for @p count elements of @p dtype: at least count x
+ * magpool_dtype_size(dtype) bytes, data aligned to 64 bytes, contents
+ * unspecified (a reused buffer holds its previous contents).
+ *
+ * @return the buffer, or NULL with errno:
+ *   - EINVAL: bm NULL, count 0, dtype unknown, or count x element size
+ *     overflowing (or beyond PTRDIFF_MAX);
+ *   - ENOMEM: memory could not be mapped.
+ * Thread-safe; lock-free for pooled sizes except on the first use of a class
+ * and when a class pool grows; large buffers cost an mmap.
+ */
+MAGPOOL_API void *magpool_bufmgr_get(magpool_bufmgr_t *bm, size_t count,
+                                     magpool_dtype_t dtype) MAGPOOL_MALLOC_ATTR;
+
+/**
+ * Give back a buffer obtained from magpool_bufmgr_get() on the same manager;
+ * any thread may release any buffer. buf == NULL is a no-op.
+ *
+ * A pointer the manager did not hand out (foreign, interior, misaligned, or
+ * from another manager) or a buffer released twice is detected: the manager
+ * is left unchanged, errno is set to EINVAL, bad_releases counts it, and the
+ * error handler is called (default: one line on stderr).
+ * Not detectable: a double release racing with the buffer's reuse by another
+ * get (the address is legitimately live again, as in every allocator), or
+ * with magpool_bufmgr_clear_unused unmapping the buffer's slab at that moment.
+ * Thread-safe; wait-free on the pooled fast path (one atomic RMW on the
+ * buffer's own header, plus one on the manager when max_buffers != 0).
+ */
+MAGPOOL_API void magpool_bufmgr_release(magpool_bufmgr_t *bm, void *buf);
+
+/**
+ * As magpool_bufmgr_release, but a bad release is reported only through the
+ * return value and errno (no handler call, no stderr line).
+ * @return 0 (also for buf == NULL), or -1 with errno EINVAL (bm NULL, or buf
+ * not a live buffer of bm; bad_releases counts it).
+ * Thread-safe.
+ */
+MAGPOOL_API int magpool_bufmgr_release_checked(magpool_bufmgr_t *bm, void *buf);
+
+/**
+ * Replace the handler called on a bad magpool_bufmgr_release (NULL restores
+ * the default, a line on stderr). The handler runs in the releasing thread
+ * and must not call into bm. Call before sharing the manager between threads.
+ * No-op for bm == NULL.
+ */
+MAGPOOL_API void magpool_bufmgr_set_error_handler(magpool_bufmgr_t *bm,
+                                                  magpool_bufmgr_error_fn fn, void *ctx);
+
+/**
+ * Free released buffers that have been idle longer than @p max_age_s seconds,
+ * oldest first within each size class (magpool_trim on every class pool;
+ * 0 frees every idle buffer whose slab is entirely idle).
+ * @return the number of released buffers whose memory went back to the OS
+ * (blocks that were never handed out are freed too but not counted);
+ * 0 with errno EINVAL when bm is NULL or max_age_s is negative or NaN.
+ * Thread-safe, may run while other threads get and release; not for the hot
+ * path.
+ */
+MAGPOOL_API size_t magpool_bufmgr_clear_unused(magpool_bufmgr_t *bm, double max_age_s);
+
+/**
+ * Snapshot of the manager's counters (summed over the class pools).
+ * @return 0, or -1 with errno EINVAL when bm or out is NULL.
+ * Thread-safe; not for the hot path.
+ */
+MAGPOOL_API int magpool_bufmgr_get_stats(magpool_bufmgr_t *bm, magpool_bufmgr_stats_t *out);
+
+/**
+ * Free everything: every class pool and every large buffer, including
+ * buffers still handed out. No other thread may use the manager during or
+ * after the call. NULL is a no-op.
+ */
+MAGPOOL_API void magpool_bufmgr_destroy(magpool_bufmgr_t *bm);
 
 #ifdef __cplusplus
 }

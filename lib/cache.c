@@ -58,7 +58,7 @@ static inline void cache_enter(struct tcache *tc)
 
 static inline void cache_leave(struct tcache *tc)
 {
-    /* release: pairs with the acquire spin in steal_locked(); everything this
+    /* release: pairs with the acquire spin in cache_steal_locked(); everything this
      * operation did to the magazines is visible to a stealer that sees 0. */
     atomic_store_release(&tc->busy, 0);
 }
@@ -102,8 +102,10 @@ static void install_full(magpool_t *p, struct tcache *tc, struct mag *full)
 
 /* Give each non-empty magazine of tc to the depot in exchange for an empty
  * one. Caller holds the growth lock and either owns tc or has stopped its
- * owner (steal protocol). Returns the number of blocks moved. */
-static size_t flush_to_depot(magpool_t *p, struct tcache *tc)
+ * owner (steal protocol). The magazines are stamped with `stamp`: trim
+ * passes the thread's last observed activity, so they age from when the
+ * thread last used them. Returns the number of blocks moved. */
+size_t cache_flush_locked(magpool_t *p, struct tcache *tc, uint64_t stamp)
 {
     size_t moved = 0;
     struct mag **slot[2] = { &tc->loaded, &tc->previous };
@@ -115,7 +117,7 @@ static size_t flush_to_depot(magpool_t *p, struct tcache *tc)
         if (e == NULL)
             continue; /* out of memory: the rounds stay where they are */
         (*slot[i])->count = *rounds[i];
-        depot_push(&p->depot, &p->depot.full, *slot[i]);
+        depot_push_stamped(&p->depot, &p->depot.full, *slot[i], stamp);
         moved += *rounds[i];
         *slot[i] = e;
         *rounds[i] = 0;
@@ -123,18 +125,22 @@ static size_t flush_to_depot(magpool_t *p, struct tcache *tc)
     return moved;
 }
 
-/* Take back the rounds parked in every other thread's cache of p. Caller
- * holds the growth lock (so at most one stealer runs, and the owner of
+/* Take back the rounds parked in other threads' caches of p: every cache
+ * but `self` for which want(tc, arg) is true (all of them when want is NULL).
+ * Caller holds the growth lock (so at most one stealer runs, and the owner of
  * `self` is the caller). Returns the number of blocks moved to the depot. */
-static size_t steal_locked(magpool_t *p, struct tcache *self)
+size_t cache_steal_locked(magpool_t *p, struct tcache *self,
+                          bool (*want)(struct tcache *, void *), void *arg)
 {
     if (!heavy_fence_available())
         return 0;
     size_t moved = 0;
+    uint64_t now = pool_clock_ns();
     pthread_mutex_lock(&p->reg_lock);
     bool any = false;
     for (struct tcache *tc = p->tcaches; tc; tc = tc->next) {
-        if (tc == self)
+        tc->victim = tc != self && (want == NULL || want(tc, arg));
+        if (!tc->victim)
             continue;
         /* relaxed: ordered before the owners' next check by heavy_fence(). */
         atomic_store_relaxed(&tc->steal, 1);
@@ -143,13 +149,13 @@ static size_t steal_locked(magpool_t *p, struct tcache *self)
     if (any) {
         heavy_fence();
         for (struct tcache *tc = p->tcaches; tc; tc = tc->next) {
-            if (tc == self)
+            if (!tc->victim)
                 continue;
             /* acquire: pairs with cache_leave(); the owner's magazine writes
              * happen-before ours. */
             while (atomic_load_acquire(&tc->busy))
                 sched_yield();
-            moved += flush_to_depot(p, tc);
+            moved += cache_flush_locked(p, tc, want ? tc->trim_seen : now);
             /* release: pairs with steal_pending() in the owner. */
             atomic_store_release(&tc->steal, 0);
         }
@@ -238,7 +244,7 @@ static void *take_block_locked(magpool_t *p, struct tcache *tc)
         int grow_err = errno; /* ENOMEM, or a carve hook's own error */
         if (!stole) {
             stole = true;
-            if (steal_locked(p, tc) > 0)
+            if (cache_steal_locked(p, tc, NULL, NULL) > 0)
                 continue;
         }
         counter_inc(&p->failed);
@@ -283,7 +289,9 @@ static noinline void *cache_acquire_slow(magpool_t *p, struct tcache *tc)
             swap_magazines(tc);
             continue;
         }
+        epoch_read_lock(); /* trim may free magazines (depot.c) */
         struct mag *full = depot_pop(&p->depot, &p->depot.full);
+        epoch_read_unlock();
         if (full) {
             install_full(p, tc, full);
             continue;
@@ -319,7 +327,9 @@ static noinline void cache_release_slow(magpool_t *p, struct tcache *tc, void *b
         /* Both full: previous goes to the depot, an empty one comes back.
          * depot_get_empty may take the allocation lock, which no stealer
          * holds while it waits for busy == 0. */
+        epoch_read_lock(); /* trim may free magazines (depot.c) */
         struct mag *e = depot_get_empty(&p->depot);
+        epoch_read_unlock();
         if (e == NULL)
             break;
         tc->previous->count = tc->prounds;
@@ -396,8 +406,11 @@ struct tcache *cache_attach(magpool_t *p)
     memset(tc, 0, sizeof *tc);
     tc->mrounds = p->depot.rounds;
     tc->pool = p;
+    tc->trim_seen = pool_clock_ns();
+    epoch_read_lock(); /* trim may free magazines (depot.c) */
     tc->loaded = depot_get_empty(&p->depot);
     tc->previous = tc->loaded ? depot_get_empty(&p->depot) : NULL;
+    epoch_read_unlock();
     if (tc->previous == NULL) {
         if (tc->loaded)
             depot_push(&p->depot, &p->depot.empty, tc->loaded);
@@ -469,64 +482,9 @@ void cache_flush_self(magpool_t *p)
     if (tc == NULL)
         return;
     pthread_mutex_lock(&p->grow_lock);
-    flush_to_depot(p, tc);
+    tc->trim_seen = pool_clock_ns(); /* flushed by an active thread: fresh */
+    cache_flush_locked(p, tc, tc->trim_seen);
     pthread_mutex_unlock(&p->grow_lock);
-}
-
-size_t cache_clear(magpool_t *p)
-{
-    struct tcache *self = tcache_lookup(p);
-    pthread_mutex_lock(&p->grow_lock);
-    if (self)
-        flush_to_depot(p, self);
-    steal_locked(p, self);
-
-    size_t cap = atomic_load_relaxed(&p->slabs.blocks_total);
-    void **idle = malloc((cap ? cap : 1) * sizeof *idle);
-    size_t freed = 0;
-    if (idle != NULL) {
-        size_t n = 0;
-        struct mag *m;
-        while ((m = depot_pop(&p->depot, &p->depot.full)) != NULL) {
-            if (n + m->count > cap) { /* cannot happen; stay safe */
-                depot_push(&p->depot, &p->depot.full, m);
-                break;
-            }
-            memcpy(&idle[n], m->rounds, m->count * sizeof *idle);
-            n += m->count;
-            m->count = 0;
-            depot_push(&p->depot, &p->depot.empty, m);
-        }
-        while (p->spill && n < cap) {
-            idle[n++] = p->spill;
-            p->spill = *(void **)p->spill;
-            p->nspill--;
-        }
-        size_t kept;
-        freed = slab_reclaim(&p->slabs, idle, n, &kept);
-        /* Survivors go back on the depot, in magazines we just emptied. */
-        size_t M = p->depot.rounds, done = 0;
-        while (done < kept) {
-            size_t k = kept - done < M ? kept - done : M;
-            struct mag *e = depot_get_empty(&p->depot);
-            if (e == NULL)
-                break;
-            memcpy(e->rounds, &idle[done], k * sizeof *idle);
-            e->count = (uint32_t)k;
-            depot_push(&p->depot, &p->depot.full, e);
-            done += k;
-        }
-        for (; done < kept; done++) {
-            *(void **)idle[done] = p->spill;
-            p->spill = idle[done];
-            p->nspill++;
-        }
-        free(idle);
-    }
-    if (freed)
-        counter_inc(&p->trims);
-    pthread_mutex_unlock(&p->grow_lock);
-    return freed;
 }
 
 /* In the child after fork(): every thread but the caller is gone; give their

@@ -9,17 +9,21 @@
  * 32-bit tag that every successful CAS increments, packed with a 32-bit
  * magazine index into one 64-bit word, so a single-width CAS suffices (no
  * cmpxchg16b, which GCC routes through libatomic and TSan models poorly).
- * Indices are possible because magazines live in per-pool chunks that are
- * never unmapped while the pool lives: a stale popper may read `next` of a
- * magazine that was popped meanwhile, and that read must hit valid memory.
- * (Reclaiming magazines safely is what epoch-based reclamation is for.)
  *
- * Progress: push and pop are lock-free. Allocation of new magazines takes a
- * mutex; it happens only while the number of magazines is still growing.
+ * Use after free. A stale popper may still read `next` of a magazine that
+ * was popped meanwhile, and trim may free magazines. Magazines are therefore
+ * reached through an index table, and trim (a) clears the table slot, (b)
+ * waits for an epoch grace period, (c) frees the memory. A popper outside the
+ * growth lock runs inside an epoch read section, so (c) cannot overtake its
+ * read; if it finds the slot cleared, the head has moved on, and it reloads.
+ *
+ * Progress: push and pop are lock-free. Allocation and retirement of
+ * magazines take a mutex; they happen only while the number of magazines
+ * changes.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "internal.h"
 
@@ -33,23 +37,21 @@ static inline uint64_t head_pack(uint32_t idx1, uint32_t tag)
 
 static inline uint32_t head_tag_next(uint64_t head)
 {
-    /* The no-tag switch exists only so the ABA regression test can show that
-     * it fails without tags (test/test_depot_aba.c). */
+    /* The no-tag switch exists only so the ABA regression tests can show
+     * that they fail without tags (test/test_depot_aba.c, stress_depot). */
     if (unlikely(magpool_test_depot_no_tags))
         return 0;
     return (uint32_t)(head >> 32) + 1;
 }
 
-/* Chunk k holds MAG_BASE << k magazines and starts at index MAG_BASE*(2^k-1). */
+/* The magazine at index idx1 (1-based), or NULL if it was retired. */
 static inline struct mag *mag_at(struct depot *d, uint32_t idx1)
 {
-    uint64_t v = (uint64_t)(idx1 - 1) + MAG_BASE;
-    unsigned k = 63u - (unsigned)__builtin_clzll(v) - 3u; /* log2(MAG_BASE)=3 */
-    uint64_t off = v - ((uint64_t)MAG_BASE << k);
-    /* acquire: pairs with the release store that published the chunk in
-     * depot_mag_alloc(); an index is only seen after its chunk exists. */
-    char *base = atomic_load_acquire(&d->chunk[k]);
-    return (struct mag *)(base + off * d->mag_stride);
+    uint32_t i = idx1 - 1;
+    /* acquire (both): pair with the release stores in depot_mag_alloc() that
+     * published the leaf and the initialised magazine. */
+    mag_slot_t *leaf = atomic_load_acquire(&d->leaves[i >> MAG_LEAF_BITS]);
+    return atomic_load_acquire(&leaf[i & (MAG_LEAF_SIZE - 1)]);
 }
 
 int depot_init(struct depot *d, unsigned rounds)
@@ -57,62 +59,120 @@ int depot_init(struct depot *d, unsigned rounds)
     memset(d, 0, sizeof *d);
     d->rounds = rounds;
     size_t bytes = sizeof(struct mag) + (size_t)rounds * sizeof(void *);
-    /* A magazine is written by one thread at a time but several sit side by
-     * side; round to the destructive interference size so two threads'
-     * loaded magazines never share a line. */
+    /* A magazine is written by one thread at a time but several may sit side
+     * by side in the heap; round to the destructive interference size so two
+     * threads' loaded magazines never share a line. */
     d->mag_stride = (bytes + MAGPOOL_DESTRUCTIVE - 1) & ~(size_t)(MAGPOOL_DESTRUCTIVE - 1);
     atomic_init(&d->full.head, 0);
     atomic_init(&d->empty.head, 0);
-    for (unsigned k = 0; k < MAG_CHUNKS; k++)
-        atomic_init(&d->chunk[k], NULL);
+    atomic_init(&d->live, 0);
+    d->leaves = calloc(MAG_LEAVES, sizeof *d->leaves);
+    if (d->leaves == NULL)
+        return -1;
     return pthread_mutex_init(&d->alloc_lock, NULL) == 0 ? 0 : -1;
 }
 
 void depot_destroy(struct depot *d)
 {
-    for (unsigned k = 0; k < MAG_CHUNKS; k++) {
-        char *c = atomic_load_relaxed(&d->chunk[k]); /* single-threaded now */
-        if (c)
-            munmap(c, ((size_t)MAG_BASE << k) * d->mag_stride);
+    /* Single-threaded now: relaxed loads. */
+    for (uint32_t l = 0; d->leaves && l < MAG_LEAVES; l++) {
+        mag_slot_t *leaf = atomic_load_relaxed(&d->leaves[l]);
+        if (leaf == NULL)
+            continue;
+        for (uint32_t j = 0; j < MAG_LEAF_SIZE; j++)
+            free(atomic_load_relaxed(&leaf[j]));
+        free(leaf);
     }
+    free(d->leaves);
+    free(d->free_idx);
     pthread_mutex_destroy(&d->alloc_lock);
 }
 
 struct mag *depot_mag_alloc(struct depot *d)
 {
-    struct mag *m = NULL;
-    pthread_mutex_lock(&d->alloc_lock);
-    uint32_t idx = d->nmags;
-    uint64_t v = (uint64_t)idx + MAG_BASE;
-    unsigned k = 63u - (unsigned)__builtin_clzll(v) - 3u;
-    if (k >= MAG_CHUNKS) {
+    struct mag *m = aligned_alloc(MAGPOOL_DESTRUCTIVE, d->mag_stride);
+    if (m == NULL) {
         errno = ENOMEM;
-        goto out;
+        return NULL;
     }
-    char *c = atomic_load_relaxed(&d->chunk[k]); /* alloc_lock orders writers */
-    if (c == NULL) {
-        size_t len = ((size_t)MAG_BASE << k) * d->mag_stride;
-        c = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (c == MAP_FAILED) {
+    pthread_mutex_lock(&d->alloc_lock);
+    uint32_t i;
+    if (d->nfree_idx) {
+        i = d->free_idx[--d->nfree_idx];
+    } else if (d->nidx < MAG_LEAVES * MAG_LEAF_SIZE) {
+        i = d->nidx++;
+    } else {
+        pthread_mutex_unlock(&d->alloc_lock);
+        free(m);
+        errno = ENOMEM;
+        return NULL;
+    }
+    mag_slot_t *leaf = atomic_load_relaxed(&d->leaves[i >> MAG_LEAF_BITS]); /* alloc_lock */
+    if (leaf == NULL) {
+        leaf = calloc(MAG_LEAF_SIZE, sizeof *leaf);
+        if (leaf == NULL) {
+            if (i + 1 == d->nidx)
+                d->nidx--;
+            else
+                d->free_idx[d->nfree_idx++] = i;
+            pthread_mutex_unlock(&d->alloc_lock);
+            free(m);
             errno = ENOMEM;
-            goto out;
+            return NULL;
         }
         /* release: pairs with the acquire in mag_at(). */
-        atomic_store_release(&d->chunk[k], c);
+        atomic_store_release(&d->leaves[i >> MAG_LEAF_BITS], leaf);
     }
-    d->nmags = idx + 1;
-    m = (struct mag *)(c + (v - ((uint64_t)MAG_BASE << k)) * d->mag_stride);
-    m->self = idx + 1;
+    m->self = i + 1;
     m->count = 0;
-    atomic_store_relaxed(&m->next, 0); /* private until pushed */
-out:
+    m->stamp = 0;
+    atomic_init(&m->next, 0);
+    /* release: pairs with the acquire in mag_at(); m is initialised. */
+    atomic_store_release(&leaf[i & (MAG_LEAF_SIZE - 1)], m);
+    atomic_fetch_add_relaxed(&d->live, 1); /* statistics only */
     pthread_mutex_unlock(&d->alloc_lock);
     return m;
 }
 
-void depot_push(struct depot *d, struct mag_stack *s, struct mag *m)
+void depot_retire(struct depot *d, struct mag *m)
+{
+    uint32_t i = m->self - 1;
+    pthread_mutex_lock(&d->alloc_lock);
+    if (d->nfree_idx == d->cap_free_idx) {
+        uint32_t ncap = d->cap_free_idx ? 2 * d->cap_free_idx : 64;
+        uint32_t *nf = realloc(d->free_idx, ncap * sizeof *nf);
+        if (nf == NULL) {
+            /* Keep the index out of use; its slot is cleared all the same. */
+            goto clear;
+        }
+        d->free_idx = nf;
+        d->cap_free_idx = ncap;
+    }
+    d->free_idx[d->nfree_idx++] = i;
+clear:;
+    mag_slot_t *leaf = atomic_load_relaxed(&d->leaves[i >> MAG_LEAF_BITS]);
+    /* relaxed: a popper that still sees m is inside an epoch read section,
+     * and m is freed only after the grace period that follows. */
+    atomic_store_relaxed(&leaf[i & (MAG_LEAF_SIZE - 1)], NULL);
+    atomic_fetch_sub_relaxed(&d->live, 1);
+    pthread_mutex_unlock(&d->alloc_lock);
+}
+
+void depot_mag_free(struct depot *d, struct mag *m)
 {
     (void)d;
+    free(m);
+}
+
+void depot_push(struct depot *d, struct mag_stack *s, struct mag *m)
+{
+    depot_push_stamped(d, s, m, pool_clock_ns());
+}
+
+void depot_push_stamped(struct depot *d, struct mag_stack *s, struct mag *m, uint64_t stamp)
+{
+    (void)d;
+    m->stamp = stamp;
     uint64_t old = atomic_load_relaxed(&s->head); /* CAS below validates it */
     uint64_t new;
     do {
@@ -135,6 +195,12 @@ struct mag *depot_pop(struct depot *d, struct mag_stack *s)
         if (idx1 == 0)
             return NULL;
         struct mag *m = mag_at(d, idx1);
+        if (unlikely(m == NULL)) {
+            /* Retired: it was popped since we read the head, so the head has
+             * moved. acquire: as above. */
+            old = atomic_load_acquire(&s->head);
+            continue;
+        }
         /* relaxed: if m was popped and re-pushed since `old` was read, this
          * may be a newer link, but then the tag has moved and the CAS fails. */
         uint32_t next = atomic_load_relaxed(&m->next);

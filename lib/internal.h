@@ -86,6 +86,12 @@ int    slab_grow(struct slab_set *s, size_t min_blocks, size_t max_blocks,
  * Returns the number of blocks unmapped; *kept = survivors. */
 size_t slab_reclaim(struct slab_set *s, void **idle, size_t n, size_t *kept);
 
+/* idle[0..n) are idle blocks owned by the caller that hold no pool data
+ * (lock-free backend). Sorts idle[] and madvise(MADV_DONTNEED)s every page
+ * lying wholly inside a run of idle blocks. Returns the number of blocks
+ * whose memory went back to the OS; *bytes = bytes returned. */
+size_t slab_release_pages(struct slab_set *s, void **idle, size_t n, size_t *bytes);
+
 /* CHECKED mode: 0 ok; -1 not a block of this pool (foreign or misaligned);
  * -2 wrong state (double release / block handed out twice). */
 int    slab_mark_acquired(struct slab_set *s, void *block);
@@ -102,6 +108,7 @@ struct mag {
     uint32_t self;          /* own index+1                                   */
     uint32_t count;         /* rounds held while on a depot stack            */
     uint32_t pad_;
+    uint64_t stamp;         /* pool_clock_ns() when last pushed (LRU age)    */
     void *rounds[];
 };
 
@@ -114,30 +121,64 @@ struct mag_stack {
     _Alignas(MAGPOOL_DESTRUCTIVE) _Atomic uint64_t head;
 };
 
-#define MAG_CHUNKS    27   /* chunk k holds MAG_BASE << k magazines       */
-#define MAG_BASE      8u
+/* Magazine index -> address: a two-level table (leaf pointers are published
+ * once and live as long as the pool; magazine slots are cleared when trim
+ * frees a magazine, and reused by later allocations). */
+#define MAG_LEAF_BITS 12u
+#define MAG_LEAF_SIZE (1u << MAG_LEAF_BITS)
+#define MAG_LEAVES    4096u                        /* 2^24 magazines at most */
+
+typedef _Atomic(struct mag *) mag_slot_t;
 
 struct depot {
     struct mag_stack full;   /* magazines with >= 1 round                  */
     struct mag_stack empty;  /* magazines with no round                    */
     _Alignas(MAGPOOL_DESTRUCTIVE)
-    _Atomic(char *) chunk[MAG_CHUNKS]; /* published once, read-mostly      */
+    _Atomic(mag_slot_t *) *leaves; /* MAG_LEAVES entries, read-mostly       */
     size_t mag_stride;       /* bytes per magazine (128-byte multiple)     */
     unsigned rounds;         /* M                                          */
-    pthread_mutex_t alloc_lock; /* magazine allocation only                */
-    uint32_t nmags;          /* allocated so far (under alloc_lock)        */
+    pthread_mutex_t alloc_lock; /* allocation / retirement of magazines    */
+    uint32_t nidx;           /* indices ever handed out (under alloc_lock) */
+    uint32_t *free_idx;      /* retired indices for reuse (under alloc_lock) */
+    uint32_t nfree_idx, cap_free_idx;
+    _Atomic size_t live;     /* magazines allocated and not freed           */
 };
 
 int         depot_init(struct depot *d, unsigned rounds);
 void        depot_destroy(struct depot *d);
 struct mag *depot_mag_alloc(struct depot *d);          /* NULL + ENOMEM  */
+/* Push stamps the magazine with the current time (its LRU age). */
 void        depot_push(struct depot *d, struct mag_stack *s, struct mag *m);
+void        depot_push_stamped(struct depot *d, struct mag_stack *s, struct mag *m,
+                               uint64_t stamp);
+/* Pop. Callers not holding the pool's growth lock must be inside an epoch
+ * read section (trim frees magazines under that lock, after a grace period). */
 struct mag *depot_pop(struct depot *d, struct mag_stack *s);
 /* An empty magazine: from the empty stack, else freshly allocated. */
 struct mag *depot_get_empty(struct depot *d);
+/* Take m (owned by the caller, on no stack) out of the index table. Its
+ * memory may be freed only after epoch_synchronize(). */
+void        depot_retire(struct depot *d, struct mag *m);
+void        depot_mag_free(struct depot *d, struct mag *m);
 /* Test hooks (hidden; reached by white-box tests through the static lib). */
 extern void (*magpool_test_depot_pop_hook)(void) hidden;
 extern bool magpool_test_depot_no_tags hidden;
+
+/* ------------------------------------------------------------ epochs */
+
+/* Epoch-based reclamation (lib/epoch.c, over liburcu's membarrier flavour).
+ * Threads that pop from a depot without the growth lock are registered
+ * readers; trim retires magazines, waits for a grace period, then frees. */
+void epoch_thread_online(void);   /* idempotent per thread */
+void epoch_thread_offline(void);
+void epoch_read_lock(void);
+void epoch_read_unlock(void);
+void epoch_synchronize(void);
+extern bool magpool_test_skip_grace_period hidden;
+/* False in the child of a fork(): threads that were inside a read section at
+ * the fork are still registered there, so grace periods would never end. */
+bool epoch_usable(void);
+void epoch_fork_child(void);
 
 /* ------------------------------------------------------------ thread cache */
 
@@ -159,6 +200,12 @@ struct tcache {
     /* cold: owned by the pool's reg_lock */
     struct tcache *next, *prev;
     magpool_t *pool;
+    /* trim's view of this cache (growth lock): the op count it last saw and
+     * when it last saw it change, i.e. a lower bound of the thread's last
+     * activity. Costs the fast path nothing. */
+    uint64_t trim_ops;
+    uint64_t trim_seen;
+    bool victim;                /* steal in progress (reg_lock)             */
 };
 
 /* ------------------------------------------------------------------ pool */
@@ -205,6 +252,13 @@ struct magpool {
 
     /* Slow-path counters, written under grow_lock, read relaxed by stats. */
     _Atomic uint64_t misses, grows, trims, failed, steals;
+    _Atomic uint64_t bytes_returned;
+    uint64_t trim_ops, trim_seen; /* mutex backend: trim's idle detection */
+
+    /* Background trimming (trimmer.c, under its trimmer_lock). */
+    struct magpool *trim_next;
+    uint64_t trim_interval_ns, trim_age_ns, trim_due;
+    bool trim_listed;
     _Atomic uint64_t uncached_acquires, uncached_releases;
 };
 
@@ -219,7 +273,11 @@ void   report_misuse(magpool_t *p, const char *what, void *block);
 /* cache.c */
 void   cache_detach(magpool_t *p, struct tcache *tc);   /* registry lock held */
 void   cache_free_all(magpool_t *p);                    /* destroy            */
-size_t cache_clear(magpool_t *p);
+size_t cache_flush_locked(magpool_t *p, struct tcache *tc, uint64_t stamp);
+size_t cache_steal_locked(magpool_t *p, struct tcache *self,
+                          bool (*want)(struct tcache *, void *), void *arg);
+/* trim.c */
+size_t cache_trim(magpool_t *p, uint64_t max_idle_ns);
 void   cache_flush_self(magpool_t *p);
 void   cache_fork_child(magpool_t *p, struct tcache *mine);
 int    cache_grow_locked(magpool_t *p);                 /* pool.c create      */
@@ -263,9 +321,15 @@ static inline struct tcache *tcache_lookup(const magpool_t *p)
 int    mutex_pool_init(magpool_t *p);
 void  *mutex_pool_acquire(magpool_t *p);
 void   mutex_pool_release(magpool_t *p, void *block);
-size_t mutex_pool_clear(magpool_t *p);
+size_t mutex_pool_trim(magpool_t *p, uint64_t max_idle_ns);
 void   mutex_pool_stats(magpool_t *p, magpool_stats_t *out);
 void   mutex_pool_destroy(magpool_t *p);
+
+/* trimmer.c */
+void   trimmer_forget(magpool_t *p);
+void   trimmer_fork_prepare(void);
+void   trimmer_fork_parent(void);
+void   trimmer_fork_child(void);
 
 /* stats.c */
 void   cache_stats(magpool_t *p, magpool_stats_t *out);

@@ -107,11 +107,27 @@ void mutex_pool_release(magpool_t *p, void *block)
         report_misuse(p, "double release", block);
 }
 
-size_t mutex_pool_clear(magpool_t *p)
+/* The baseline keeps no per-block ages (its free list links live in the
+ * blocks, so idle pages cannot be madvised either): trim with an age
+ * reclaims only when the whole pool has seen no operation for that long,
+ * as observed by successive trims; then it unmaps every fully idle slab. */
+size_t mutex_pool_trim(magpool_t *p, uint64_t max_idle_ns)
 {
     struct mutex_pool *mp = &p->mp;
     size_t freed = 0;
     pthread_mutex_lock(&mp->lock);
+    if (max_idle_ns) {
+        uint64_t now = pool_clock_ns();
+        uint64_t ops = atomic_load_relaxed(&mp->acquires) + atomic_load_relaxed(&mp->releases);
+        if (ops != p->trim_ops || p->trim_seen == 0) {
+            p->trim_ops = ops;
+            p->trim_seen = now;
+        }
+        if (now - p->trim_seen < max_idle_ns) {
+            pthread_mutex_unlock(&mp->lock);
+            return 0;
+        }
+    }
     size_t stride = p->slabs.stride;
     size_t uncarved = (size_t)(mp->bump_end - mp->bump) / stride;
     size_t n = mp->nfree + uncarved;
@@ -123,7 +139,9 @@ size_t mutex_pool_clear(magpool_t *p)
         for (char *c = mp->bump; c < mp->bump_end; c += stride)
             idle[i++] = c;
         size_t kept;
+        size_t before = atomic_load_relaxed(&p->slabs.bytes_reserved);
         freed = slab_reclaim(&p->slabs, idle, n, &kept);
+        counter_add(&p->bytes_returned, before - atomic_load_relaxed(&p->slabs.bytes_reserved));
         mp->free = NULL;
         for (size_t k = kept; k-- > 0;) {
             *(void **)idle[k] = mp->free;

@@ -128,7 +128,7 @@ uint64_t pool_clock_ns(void)
     if (unlikely(magpool_test_clock_ns != NULL))
         return magpool_test_clock_ns();
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts); /* ~ms resolution, vDSO, no syscall */
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
@@ -198,6 +198,7 @@ MAGPOOL_API void magpool_destroy(magpool_t *p)
 {
     if (p == NULL)
         return;
+    trimmer_forget(p);
     /* After this no exiting thread will flush into p, and no thread's
      * directory entry for p will be accepted again (uids are never reused). */
     registry_remove(p);
@@ -206,21 +207,23 @@ MAGPOOL_API void magpool_destroy(magpool_t *p)
 
 MAGPOOL_API size_t magpool_clear(magpool_t *p)
 {
-    if (p == NULL)
-        return 0;
-    return p->mode == MODE_MUTEX ? mutex_pool_clear(p) : cache_clear(p);
+    return magpool_trim(p, 0.0);
 }
 
 MAGPOOL_API size_t magpool_trim(magpool_t *p, double max_idle_s)
 {
     if (p == NULL)
         return 0;
-    if (max_idle_s <= 0.0)
-        return magpool_clear(p);
-    /* No age tracking yet (see the header): give the caller's cache back so a
-     * later clear, or another thread, can use it. */
-    magpool_thread_flush(p);
-    return 0;
+    uint64_t ns;
+    if (!(max_idle_s > 0.0))          /* 0, negative or NaN: everything idle */
+        ns = 0;
+    else if (max_idle_s >= 1e9)       /* ~31 years: nothing is that old */
+        ns = UINT64_MAX / 2;
+    else
+        ns = (uint64_t)(max_idle_s * 1e9);
+    if (ns == 0 && max_idle_s > 0.0)
+        ns = 1;
+    return p->mode == MODE_MUTEX ? mutex_pool_trim(p, ns) : cache_trim(p, ns);
 }
 
 MAGPOOL_API void magpool_thread_flush(magpool_t *p)
@@ -248,6 +251,7 @@ MAGPOOL_API int magpool_get_stats(magpool_t *p, magpool_stats_t *out)
     out->trims = atomic_load_relaxed(&p->trims);
     out->failed = atomic_load_relaxed(&p->failed);
     out->steals = atomic_load_relaxed(&p->steals);
+    out->bytes_returned = atomic_load_relaxed(&p->bytes_returned);
     out->blocks_outstanding = out->acquires >= out->releases
                               ? (size_t)(out->acquires - out->releases) : 0;
     out->hits = out->acquires >= out->misses ? out->acquires - out->misses : 0;

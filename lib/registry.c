@@ -83,6 +83,7 @@ static void thread_exit(void *arg)
             cache_detach(slots[i].pool, d->e[i].tc);
     }
     pthread_mutex_unlock(&registry_lock);
+    epoch_thread_offline();
     magpool_tls_dir = NULL;
     free(d);
 }
@@ -113,6 +114,7 @@ static void unlock_pool(magpool_t *p)
 
 static void fork_prepare(void)
 {
+    trimmer_fork_prepare();
     pthread_mutex_lock(&registry_lock);
     for (uint32_t i = 0; i < nslots; i++)
         if (slots[i].uid)
@@ -125,12 +127,14 @@ static void fork_parent(void)
         if (slots[i].uid)
             unlock_pool(slots[i].pool);
     pthread_mutex_unlock(&registry_lock);
+    trimmer_fork_parent();
 }
 
 static void fork_child(void)
 {
     /* membarrier registration belongs to the parent's mm. */
     fence_setup();
+    epoch_fork_child();
     for (uint32_t i = nslots; i-- > 0;)
         if (slots[i].uid)
             unlock_pool(slots[i].pool);
@@ -145,6 +149,7 @@ static void fork_child(void)
         cache_fork_child(p, mine);
     }
     pthread_mutex_unlock(&registry_lock);
+    trimmer_fork_child();
 }
 
 static void registry_init(void)
@@ -200,6 +205,8 @@ struct tcache *registry_tcache_slow(magpool_t *p)
             return NULL;
         memset(&nd->e[old], 0, (size_t)(cap - old) * sizeof nd->e[0]);
         nd->cap = cap;
+        if (d == NULL)
+            epoch_thread_online(); /* a directory exists iff registered */
         magpool_tls_dir = d = nd;
         /* The key's value is what the exit destructor receives. If this
          * fails, the thread's magazines stay parked until a steal or clear

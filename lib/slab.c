@@ -223,3 +223,39 @@ static int slab_mark(struct slab_set *s, void *block, bool acquired)
 
 int slab_mark_acquired(struct slab_set *s, void *block) { return slab_mark(s, block, true); }
 int slab_mark_released(struct slab_set *s, void *block) { return slab_mark(s, block, false); }
+
+static int cmp_ptr(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)*(void *const *)a, y = (uintptr_t)*(void *const *)b;
+    return (x > y) - (x < y);
+}
+
+size_t slab_release_pages(struct slab_set *s, void **idle, size_t n, size_t *bytes)
+{
+    size_t ps = page_size(), stride = s->stride, blocks = 0;
+    *bytes = 0;
+    if (n == 0)
+        return 0;
+    qsort(idle, n, sizeof *idle, cmp_ptr);
+    /* Walk runs of adjacent idle blocks; give back the whole pages inside
+     * each run. Blocks stay in the pool: the next touch faults in a zero
+     * page. */
+    size_t i = 0;
+    while (i < n) {
+        size_t j = i + 1;
+        while (j < n && (char *)idle[j] == (char *)idle[j - 1] + stride)
+            j++;
+        uintptr_t a = (uintptr_t)idle[i], b = (uintptr_t)idle[j - 1] + stride;
+        uintptr_t pa = (a + ps - 1) & ~(uintptr_t)(ps - 1), pb = b & ~(uintptr_t)(ps - 1);
+        if (pb > pa && madvise((void *)pa, pb - pa, MADV_DONTNEED) == 0) {
+            *bytes += pb - pa;
+            /* blocks lying wholly inside [pa, pb) */
+            size_t first = (size_t)((pa - a + stride - 1) / stride);
+            size_t last = (size_t)((pb - a) / stride); /* exclusive */
+            if (last > first)
+                blocks += last - first;
+        }
+        i = j;
+    }
+    return blocks;
+}

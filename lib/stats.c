@@ -24,4 +24,5 @@ void cache_stats(magpool_t *p, magpool_stats_t *out)
     out->releases = rel + atomic_load_relaxed(&p->uncached_releases);
     out->depot_gets = gets;
     out->depot_puts = puts;
+    out->magazines = atomic_load_relaxed(&p->depot.live);
 }

@@ -1,0 +1,631 @@
+/*
+ * BufferManager: typed numeric buffers served from size-class magpools.
+ *
+ *   get(count, dtype) ── bytes ≤ 1 MiB ──▶ class c (52 classes: 64..256 B by
+ *        │                                 64, then 4 per power of two)
+ *        │                                 magpool of blocks [64 B header |
+ *        │                                 class_size(c) data], align 64
+ *        └──── bytes > 1 MiB ─────────────▶ mmap [header | data], recorded in a
+ *                                          small locked table, munmap on release
+ *
+ * Header (the block's first 64 bytes; the data after it is 64-byte aligned):
+ * magic (MAGIC ^ header address, so a copied header does not validate), a
+ * state word FRESH(0) / LIVE / IDLE, count and dtype. Fresh mmap memory is
+ * zero, so a never-used block is FRESH without being written at carve time.
+ *
+ * Release must not read memory at an arbitrary address. Ownership is decided
+ * first, without a lock, by a page map: a three-level radix tree over 4 KiB
+ * pages (as tcmalloc's pagemap) whose leaf entry says "page k of a slab of
+ * class c". The carve hook of each class pool fills the entries of a new slab
+ * before any of its blocks is visible; the unmap hook clears them. Nodes are
+ * never freed before the manager is destroyed, so a lookup never touches freed
+ * memory. Only when the page map claims the address (and the offset is a
+ * block start of that slab) is the header read; then a CAS LIVE -> IDLE on
+ * the state word makes exactly one of two racing releases win.
+ *
+ * max_buffers: an idle counter (relaxed RMW, only when a cap is set) counts
+ * released buffers kept in the pools. A release that would exceed the cap
+ * returns the buffer's whole pages to the OS (madvise MADV_DONTNEED) and
+ * leaves the block in its pool as a FRESH, uncounted block. Why not give the
+ * block itself back? The core frees memory a slab at a time (magpool_clear
+ * would also drop every other cached buffer of the class and signal every
+ * thread); purging pages costs one syscall, keeps the fast path local, and
+ * makes the cap exact for every class of a page or more. Sub-page buffers
+ * share pages: beyond the cap they are kept as fresh blocks, and their
+ * memory (bounded by the class pool's high-water mark) goes back with
+ * clear_unused.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define BM_HDR      64u
+#define BM_NCLASS   52u
+#define BM_MAGIC    UINT64_C(0x6d61676275666d72) /* "magbufmr" */
+
+enum { ST_FRESH = 0, ST_LIVE = 1, ST_IDLE = 2 };
+
+struct bhdr {
+    _Atomic uint64_t magic;   /* BM_MAGIC ^ (uintptr_t)hdr once handed out  */
+    _Atomic uint32_t state;   /* ST_*                                         */
+    uint32_t dtype;
+    size_t count;
+    size_t map_len;           /* large buffers: the mapping's length          */
+};
+_Static_assert(sizeof(struct bhdr) <= BM_HDR, "header fits in 64 bytes");
+
+/* ---------------------------------------------------------------- page map */
+
+#define PM_SHIFT   12u                 /* 4 KiB granules, whatever the page size */
+#define PM_BITS    12u
+#define PM_FAN     (1u << PM_BITS)
+#define PM_VA_BITS 48u                 /* PM_SHIFT + 3 x PM_BITS                 */
+#define PM_MAX_IDX ((1u << 24) - 1)    /* granules per slab (entry's high bits)  */
+
+struct pm_leaf { _Atomic uint32_t e[PM_FAN]; };   /* (idx << 8) | (class + 1) */
+struct pm_mid  { _Atomic(struct pm_leaf *) l[PM_FAN]; };
+
+/* ------------------------------------------------------------------ manager */
+
+struct bm_class {
+    _Atomic(magpool_t *) pool;          /* created on first use             */
+    struct magpool_bufmgr *bm;          /* hook context                      */
+    unsigned idx;
+    size_t stride;                      /* BM_HDR + class size               */
+};
+
+struct magpool_bufmgr {
+    /* read-mostly */
+    _Alignas(MAGPOOL_DESTRUCTIVE)
+    size_t max_buffers;
+    size_t page;
+    magpool_bufmgr_error_fn err_fn;
+    void *err_ctx;
+    _Atomic bool destroying;
+    struct bm_class cls[BM_NCLASS];
+
+    /* written by every pooled release/reuse when max_buffers != 0 */
+    _Alignas(MAGPOOL_DESTRUCTIVE)
+    _Atomic size_t idle;
+
+    /* slow paths */
+    _Alignas(MAGPOOL_DESTRUCTIVE)
+    pthread_mutex_t create_lock;        /* class pool creation               */
+    pthread_mutex_t trim_lock;          /* serialises clear_unused            */
+    pthread_mutex_t large_lock;         /* the large table                    */
+    uintptr_t *large;                   /* sorted header addresses            */
+    size_t nlarge, large_cap;
+    _Atomic uint64_t large_gets, large_releases, large_failed, bad_releases;
+    _Atomic size_t large_bytes;
+    _Atomic size_t freed;               /* IDLE buffers unmapped (unmap hook) */
+
+    _Atomic(struct pm_mid *) pm[PM_FAN];
+};
+
+/* ------------------------------------------------------------- size classes */
+
+static const uint8_t dtype_sizes[] = {
+    [MAGPOOL_U8] = 1, [MAGPOOL_I8] = 1, [MAGPOOL_I16] = 2, [MAGPOOL_I32] = 4,
+    [MAGPOOL_I64] = 8, [MAGPOOL_F32] = 4, [MAGPOOL_F64] = 8,
+};
+
+MAGPOOL_API size_t magpool_dtype_size(magpool_dtype_t dtype)
+{
+    unsigned d = (unsigned)dtype;
+    return d < sizeof dtype_sizes ? dtype_sizes[d] : 0;
+}
+
+/* 64, 128, 192, 256, then 4 classes per doubling: 320 384 448 512 640 ... */
+static size_t class_size(unsigned c)
+{
+    if (c < 4)
+        return 64u * (c + 1);
+    size_t base = (size_t)256 << ((c - 4) / 4);
+    return base + (base / 4) * ((c - 4) % 4 + 1);
+}
+
+/* Smallest class holding `bytes` (1 <= bytes <= MAGPOOL_BUFMGR_MAX_CLASS). */
+static inline unsigned class_of(size_t bytes)
+{
+    if (bytes <= 256)
+        return (unsigned)((bytes + 63) / 64) - 1;
+    unsigned k = 63u - (unsigned)__builtin_clzll((unsigned long long)(bytes - 1));
+    size_t step = (size_t)1 << (k - 2);
+    unsigned i = (unsigned)((bytes - ((size_t)1 << k) + step - 1) / step); /* 1..4 */
+    return 4 + (k - 8) * 4 + i - 1;
+}
+
+/* ----------------------------------------------------------------- page map */
+
+static inline uint32_t pm_lookup(struct magpool_bufmgr *bm, const void *addr)
+{
+    uintptr_t a = (uintptr_t)addr;
+    if (unlikely(a >> PM_VA_BITS))
+        return 0;
+    uintptr_t g = a >> PM_SHIFT;
+    /* acquire: pairs with the release CAS that published the node in
+     * pm_leaf_for, so the node's zeroed contents are visible. */
+    struct pm_mid *mid = atomic_load_acquire(&bm->pm[g >> (2 * PM_BITS)]);
+    if (mid == NULL)
+        return 0;
+    struct pm_leaf *leaf = atomic_load_acquire(&mid->l[(g >> PM_BITS) & (PM_FAN - 1)]);
+    if (leaf == NULL)
+        return 0;
+    /* relaxed: a legitimate releaser already sees the entry through the
+     * chain carve -> depot push (release) -> acquire -> hand-over to it;
+     * for anyone else either value is a valid answer. */
+    return atomic_load_relaxed(&leaf->e[g & (PM_FAN - 1)]);
+}
+
+/* The leaf for granule g, created if needed. NULL + ENOMEM. */
+static struct pm_leaf *pm_leaf_for(struct magpool_bufmgr *bm, uintptr_t g)
+{
+    _Atomic(struct pm_mid *) *ms = &bm->pm[g >> (2 * PM_BITS)];
+    struct pm_mid *mid = atomic_load_acquire(ms);
+    if (mid == NULL) {
+        struct pm_mid *n = calloc(1, sizeof *n);
+        if (n == NULL)
+            return NULL;
+        /* release: publishes the zeroed node; pairs with the acquire loads
+         * in pm_lookup and here. Two class pools may race to create it. */
+        if (atomic_compare_exchange_strong_explicit(ms, &mid, n, memory_order_acq_rel,
+                                                    memory_order_acquire))
+            mid = n;
+        else
+            free(n);
+    }
+    _Atomic(struct pm_leaf *) *ls = &mid->l[(g >> PM_BITS) & (PM_FAN - 1)];
+    struct pm_leaf *leaf = atomic_load_acquire(ls);
+    if (leaf == NULL) {
+        struct pm_leaf *n = calloc(1, sizeof *n);
+        if (n == NULL)
+            return NULL;
+        /* release: as above. */
+        if (atomic_compare_exchange_strong_explicit(ls, &leaf, n, memory_order_acq_rel,
+                                                    memory_order_acquire))
+            leaf = n;
+        else
+            free(n);
+    }
+    return leaf;
+}
+
+/* Mark granules [lo, hi), a slab starting at granule lo, as class c.
+ * 0, or -1 with errno ENOMEM (a node could not be allocated). */
+static int pm_set(struct magpool_bufmgr *bm, uintptr_t lo, uintptr_t hi, unsigned c)
+{
+    for (uintptr_t g = lo; g < hi; g++) {
+        struct pm_leaf *leaf = pm_leaf_for(bm, g);
+        if (leaf == NULL) {
+            errno = ENOMEM;
+            return -1;
+        }
+        /* relaxed: see pm_lookup. */
+        atomic_store_relaxed(&leaf->e[g & (PM_FAN - 1)], ((uint32_t)(g - lo) << 8) | (c + 1));
+    }
+    return 0;
+}
+
+/* Unmark granules [lo, hi). Allocates nothing. */
+static void pm_clear(struct magpool_bufmgr *bm, uintptr_t lo, uintptr_t hi)
+{
+    for (uintptr_t g = lo; g < hi; g++) {
+        struct pm_mid *mid = atomic_load_acquire(&bm->pm[g >> (2 * PM_BITS)]); /* as pm_lookup */
+        if (mid == NULL)
+            continue;
+        struct pm_leaf *leaf = atomic_load_acquire(&mid->l[(g >> PM_BITS) & (PM_FAN - 1)]);
+        if (leaf == NULL)
+            continue;
+        /* relaxed: see pm_lookup. */
+        atomic_store_relaxed(&leaf->e[g & (PM_FAN - 1)], 0);
+    }
+}
+
+/* --------------------------------------------------------------- slab hooks */
+
+static int bm_carve(void *ctx, char *first, size_t n, size_t stride)
+{
+    struct bm_class *k = ctx;
+    uintptr_t lo = (uintptr_t)first >> PM_SHIFT;
+    uintptr_t hi = ((uintptr_t)first + n * stride + (1u << PM_SHIFT) - 1) >> PM_SHIFT;
+    if ((uintptr_t)first & ((1u << PM_SHIFT) - 1) || hi - lo > PM_MAX_IDX ||
+        (((uintptr_t)first + n * stride) >> PM_VA_BITS)) {
+        errno = ENOMEM; /* not representable in the page map */
+        return -1;
+    }
+    if (pm_set(k->bm, lo, hi, k->idx) != 0) {
+        pm_clear(k->bm, lo, hi);
+        errno = ENOMEM;
+        return -1;
+    }
+    return 0;
+}
+
+static void bm_unmap(void *ctx, char *first, size_t n, size_t stride)
+{
+    struct bm_class *k = ctx;
+    struct magpool_bufmgr *bm = k->bm;
+    if (atomic_load_relaxed(&bm->destroying))
+        return; /* everything goes; nobody looks any more */
+    /* Every block is idle and in the trimmer's hands (the core guarantees it),
+     * so these reads race with nothing. */
+    size_t idle = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct bhdr *h = (struct bhdr *)(first + i * stride);
+        if (atomic_load_relaxed(&h->state) == ST_IDLE)
+            idle++;
+    }
+    if (idle) {
+        if (bm->max_buffers)
+            atomic_fetch_sub_relaxed(&bm->idle, idle);
+        atomic_fetch_add_relaxed(&bm->freed, idle);
+    }
+    uintptr_t lo = (uintptr_t)first >> PM_SHIFT;
+    uintptr_t hi = ((uintptr_t)first + n * stride + (1u << PM_SHIFT) - 1) >> PM_SHIFT;
+    pm_clear(bm, lo, hi);
+}
+
+/* ---------------------------------------------------------------- creation */
+
+MAGPOOL_API magpool_bufmgr_t *magpool_bufmgr_create(size_t max_buffers)
+{
+    size_t sz = (sizeof(struct magpool_bufmgr) + MAGPOOL_DESTRUCTIVE - 1) &
+                ~(size_t)(MAGPOOL_DESTRUCTIVE - 1);
+    struct magpool_bufmgr *bm = aligned_alloc(MAGPOOL_DESTRUCTIVE, sz);
+    if (bm == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    memset(bm, 0, sizeof *bm);
+    bm->max_buffers = max_buffers;
+    long ps = sysconf(_SC_PAGESIZE);
+    bm->page = ps > 0 ? (size_t)ps : 4096;
+    for (unsigned c = 0; c < BM_NCLASS; c++) {
+        bm->cls[c].bm = bm;
+        bm->cls[c].idx = c;
+        bm->cls[c].stride = BM_HDR + class_size(c);
+    }
+    pthread_mutex_init(&bm->create_lock, NULL);
+    pthread_mutex_init(&bm->trim_lock, NULL);
+    pthread_mutex_init(&bm->large_lock, NULL);
+    return bm;
+}
+
+/* The pool of class c, created on first use. NULL + errno. */
+static noinline magpool_t *class_pool_slow(struct magpool_bufmgr *bm, unsigned c)
+{
+    struct bm_class *k = &bm->cls[c];
+    pthread_mutex_lock(&bm->create_lock);
+    magpool_t *p = atomic_load_relaxed(&k->pool); /* create_lock orders it */
+    if (p == NULL) {
+        magpool_config_t cfg = magpool_config_default(k->stride);
+        cfg.align = MAGPOOL_BUFMGR_ALIGN;
+        cfg.initial_blocks = 0;
+        /* Blocks of 64 KiB and more: one block per slab, so every idle
+         * buffer can go back to the OS on its own (clear_unused). */
+        cfg.grow_factor = k->stride >= ((size_t)64 << 10) ? 1.0001 : 2.0;
+        /* Bound what a thread parks per class (2 magazines): ~512 KiB. */
+        size_t m = ((size_t)256 << 10) / k->stride;
+        cfg.magazine_size = (unsigned)(m < 2 ? 2 : m > 128 ? 128 : m);
+        struct pool_hooks hooks = { .carve = bm_carve, .unmap = bm_unmap, .ctx = k };
+        p = pool_create_hooked(&cfg, &hooks);
+        if (p != NULL)
+            /* release: pairs with the acquire load in magpool_bufmgr_get and
+             * class_pool, so the pool's initialisation is visible. */
+            atomic_store_release(&k->pool, p);
+    }
+    int e = errno;
+    pthread_mutex_unlock(&bm->create_lock);
+    errno = e;
+    return p;
+}
+
+/* -------------------------------------------------------------- large path */
+
+/* Index of the first entry >= h. Caller holds large_lock. */
+static size_t large_pos(const struct magpool_bufmgr *bm, uintptr_t h)
+{
+    size_t lo = 0, hi = bm->nlarge;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (bm->large[mid] < h)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static noinline void *large_get(struct magpool_bufmgr *bm, size_t bytes, size_t count,
+                                magpool_dtype_t dtype)
+{
+    size_t len = (BM_HDR + bytes + bm->page - 1) & ~(bm->page - 1);
+    char *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (map == MAP_FAILED) {
+        atomic_fetch_add_relaxed(&bm->large_failed, 1);
+        errno = ENOMEM;
+        return NULL;
+    }
+    struct bhdr *h = (struct bhdr *)map;
+    atomic_store_relaxed(&h->magic, BM_MAGIC ^ (uintptr_t)h);
+    atomic_store_relaxed(&h->state, ST_LIVE);
+    h->dtype = (uint32_t)dtype;
+    h->count = count;
+    h->map_len = len;
+    pthread_mutex_lock(&bm->large_lock);
+    if (bm->nlarge == bm->large_cap) {
+        size_t ncap = bm->large_cap ? 2 * bm->large_cap : 16;
+        uintptr_t *nv = realloc(bm->large, ncap * sizeof *nv);
+        if (nv == NULL) {
+            pthread_mutex_unlock(&bm->large_lock);
+            munmap(map, len);
+            atomic_fetch_add_relaxed(&bm->large_failed, 1);
+            errno = ENOMEM;
+            return NULL;
+        }
+        bm->large = nv;
+        bm->large_cap = ncap;
+    }
+    size_t pos = large_pos(bm, (uintptr_t)h);
+    memmove(&bm->large[pos + 1], &bm->large[pos], (bm->nlarge - pos) * sizeof *bm->large);
+    bm->large[pos] = (uintptr_t)h;
+    bm->nlarge++;
+    pthread_mutex_unlock(&bm->large_lock);
+    atomic_fetch_add_relaxed(&bm->large_gets, 1);
+    atomic_fetch_add_relaxed(&bm->large_bytes, len);
+    return map + BM_HDR;
+}
+
+/* 0: was a live large buffer, now unmapped; -1: not one of ours. */
+static int large_release(struct magpool_bufmgr *bm, struct bhdr *h)
+{
+    pthread_mutex_lock(&bm->large_lock);
+    size_t pos = large_pos(bm, (uintptr_t)h);
+    if (pos == bm->nlarge || bm->large[pos] != (uintptr_t)h) {
+        pthread_mutex_unlock(&bm->large_lock);
+        return -1;
+    }
+    memmove(&bm->large[pos], &bm->large[pos + 1], (bm->nlarge - pos - 1) * sizeof *bm->large);
+    bm->nlarge--;
+    pthread_mutex_unlock(&bm->large_lock);
+    /* Removed under the lock: this thread alone owns the mapping now. */
+    size_t len = h->map_len;
+    munmap(h, len);
+    atomic_fetch_add_relaxed(&bm->large_releases, 1);
+    atomic_fetch_sub_relaxed(&bm->large_bytes, len);
+    return 0;
+}
+
+/* ------------------------------------------------------------ get / release */
+
+MAGPOOL_API void *magpool_bufmgr_get(magpool_bufmgr_t *bm, size_t count, magpool_dtype_t dtype)
+{
+    size_t esz = magpool_dtype_size(dtype);
+    if (unlikely(bm == NULL || count == 0 || esz == 0 ||
+                 count > (PTRDIFF_MAX - BM_HDR - (1u << 20)) / esz)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    size_t bytes = count * esz;
+    if (unlikely(bytes > MAGPOOL_BUFMGR_MAX_CLASS))
+        return large_get(bm, bytes, count, dtype);
+    unsigned c = class_of(bytes);
+    /* acquire: pairs with the release store in class_pool_slow. */
+    magpool_t *p = atomic_load_acquire(&bm->cls[c].pool);
+    if (unlikely(p == NULL) && (p = class_pool_slow(bm, c)) == NULL)
+        return NULL;
+    struct bhdr *h = magpool_acquire(p);
+    if (unlikely(h == NULL))
+        return NULL; /* ENOMEM */
+    /* relaxed: the block's ownership came with magpool_acquire; the RMW only
+     * has to be atomic against a stale double release CASing the same word. */
+    uint32_t old = atomic_exchange_explicit(&h->state, ST_LIVE, memory_order_relaxed);
+    if (old == ST_IDLE && bm->max_buffers)
+        atomic_fetch_sub_relaxed(&bm->idle, 1);
+    atomic_store_relaxed(&h->magic, BM_MAGIC ^ (uintptr_t)h);
+    h->dtype = (uint32_t)dtype;
+    h->count = count;
+    return (char *)h + BM_HDR;
+}
+
+/* Over the cap: give the buffer's whole data pages back to the OS and keep
+ * the block as a fresh one. The header's page is kept (it holds the state). */
+static noinline void purge_block(struct magpool_bufmgr *bm, struct bhdr *h, size_t stride)
+{
+    uintptr_t lo = ((uintptr_t)h + BM_HDR + bm->page - 1) & ~(uintptr_t)(bm->page - 1);
+    uintptr_t hi = ((uintptr_t)h + stride) & ~(uintptr_t)(bm->page - 1);
+    if (lo < hi)
+        madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    /* relaxed: we own the block (our CAS made it IDLE) until magpool_release. */
+    atomic_store_relaxed(&h->state, ST_FRESH);
+}
+
+/* 0 or -1 with *what describing the misuse. */
+static int bufmgr_release(struct magpool_bufmgr *bm, void *buf, const char **what)
+{
+    uintptr_t a = (uintptr_t)buf;
+    if (unlikely(a & (MAGPOOL_BUFMGR_ALIGN - 1))) {
+        *what = "release of a pointer that is not a buffer start (misaligned)";
+        return -1;
+    }
+    struct bhdr *h = (struct bhdr *)(a - BM_HDR);
+    uint32_t e = pm_lookup(bm, h);
+    if (e == 0) {
+        if (large_release(bm, h) == 0)
+            return 0;
+        *what = "release of a pointer this manager did not hand out (or released twice)";
+        return -1;
+    }
+    unsigned c = (e & 0xffu) - 1;
+    struct bm_class *k = &bm->cls[c];
+    uintptr_t first = ((uintptr_t)h & ~(uintptr_t)((1u << PM_SHIFT) - 1)) -
+                      ((uintptr_t)(e >> 8) << PM_SHIFT);
+    /* acquire: pairs with the release store in class_pool_slow. */
+    magpool_t *p = atomic_load_acquire(&k->pool);
+    if (unlikely(p == NULL || ((uintptr_t)h - first) % k->stride != 0)) {
+        *what = "release of a pointer inside a buffer";
+        return -1;
+    }
+    /* The address is a block start of one of our slabs: the header is mapped
+     * memory of ours, safe to read. */
+    if (unlikely(atomic_load_relaxed(&h->magic) != (BM_MAGIC ^ (uintptr_t)h))) {
+        *what = "release of a pointer this manager did not hand out";
+        return -1;
+    }
+    uint32_t exp = ST_LIVE;
+    /* relaxed: exactly one of racing releases wins; the block itself is
+     * handed over by magpool_release's own release ordering. */
+    if (unlikely(!atomic_compare_exchange_strong_explicit(&h->state, &exp, ST_IDLE,
+                                                          memory_order_relaxed,
+                                                          memory_order_relaxed))) {
+        *what = exp == ST_IDLE ? "double release" : "release of a buffer that is not live";
+        return -1;
+    }
+    if (bm->max_buffers) {
+        size_t n = atomic_fetch_add_relaxed(&bm->idle, 1);
+        if (unlikely(n >= bm->max_buffers)) {
+            atomic_fetch_sub_relaxed(&bm->idle, 1);
+            purge_block(bm, h, k->stride);
+        }
+    }
+    magpool_release(p, h);
+    return 0;
+}
+
+static noinline int bad_release(struct magpool_bufmgr *bm)
+{
+    atomic_fetch_add_relaxed(&bm->bad_releases, 1);
+    errno = EINVAL;
+    return -1;
+}
+
+MAGPOOL_API int magpool_bufmgr_release_checked(magpool_bufmgr_t *bm, void *buf)
+{
+    const char *what;
+    if (buf == NULL)
+        return 0;
+    if (unlikely(bm == NULL)) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (unlikely(bufmgr_release(bm, buf, &what) != 0))
+        return bad_release(bm);
+    return 0;
+}
+
+MAGPOOL_API void magpool_bufmgr_release(magpool_bufmgr_t *bm, void *buf)
+{
+    const char *what;
+    if (buf == NULL)
+        return;
+    if (unlikely(bm == NULL)) {
+        errno = EINVAL;
+        return;
+    }
+    if (likely(bufmgr_release(bm, buf, &what) == 0))
+        return;
+    if (bm->err_fn)
+        bm->err_fn(bm->err_ctx, what, buf);
+    else
+        fprintf(stderr, "magpool: bufmgr %p: %s: %p\n", (void *)bm, what, buf);
+    bad_release(bm); /* last: the handler may have clobbered errno */
+}
+
+MAGPOOL_API void magpool_bufmgr_set_error_handler(magpool_bufmgr_t *bm,
+                                                  magpool_bufmgr_error_fn fn, void *ctx)
+{
+    if (bm == NULL)
+        return;
+    bm->err_fn = fn;
+    bm->err_ctx = ctx;
+}
+
+/* ------------------------------------------------------------- maintenance */
+
+MAGPOOL_API size_t magpool_bufmgr_clear_unused(magpool_bufmgr_t *bm, double max_age_s)
+{
+    if (bm == NULL || isnan(max_age_s) || max_age_s < 0.0) {
+        errno = EINVAL;
+        return 0;
+    }
+    /* trim_lock: the freed counter's difference is ours alone. */
+    pthread_mutex_lock(&bm->trim_lock);
+    size_t before = atomic_load_relaxed(&bm->freed);
+    for (unsigned c = BM_NCLASS; c-- > 0;) {
+        /* acquire: pairs with the release store in class_pool_slow. */
+        magpool_t *p = atomic_load_acquire(&bm->cls[c].pool);
+        if (p)
+            magpool_trim(p, max_age_s); /* unmap hook counts into freed */
+    }
+    size_t n = atomic_load_relaxed(&bm->freed) - before;
+    pthread_mutex_unlock(&bm->trim_lock);
+    return n;
+}
+
+MAGPOOL_API int magpool_bufmgr_get_stats(magpool_bufmgr_t *bm, magpool_bufmgr_stats_t *out)
+{
+    if (bm == NULL || out == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    memset(out, 0, sizeof *out);
+    for (unsigned c = 0; c < BM_NCLASS; c++) {
+        magpool_t *p = atomic_load_acquire(&bm->cls[c].pool); /* as in get */
+        magpool_stats_t s;
+        if (p == NULL || magpool_get_stats(p, &s) != 0)
+            continue;
+        out->classes_in_use++;
+        out->gets += s.acquires;
+        out->releases += s.releases;
+        out->hits += s.hits;
+        out->misses += s.misses;
+        out->failed += s.failed;
+        out->outstanding += s.blocks_outstanding;
+        if (s.blocks_total > s.blocks_outstanding)
+            out->idle_blocks += s.blocks_total - s.blocks_outstanding;
+        out->bytes_reserved += s.bytes_reserved;
+    }
+    uint64_t lg = atomic_load_relaxed(&bm->large_gets);
+    uint64_t lr = atomic_load_relaxed(&bm->large_releases);
+    out->large_gets = lg;
+    out->large_releases = lr;
+    out->gets += lg;
+    out->releases += lr;
+    out->outstanding += lg >= lr ? (size_t)(lg - lr) : 0;
+    out->failed += atomic_load_relaxed(&bm->large_failed);
+    out->bad_releases = atomic_load_relaxed(&bm->bad_releases);
+    out->bytes_reserved += atomic_load_relaxed(&bm->large_bytes);
+    out->idle_buffers = bm->max_buffers ? atomic_load_relaxed(&bm->idle) : 0;
+    return 0;
+}
+
+MAGPOOL_API void magpool_bufmgr_destroy(magpool_bufmgr_t *bm)
+{
+    if (bm == NULL)
+        return;
+    atomic_store_relaxed(&bm->destroying, true);
+    for (unsigned c = 0; c < BM_NCLASS; c++)
+        magpool_destroy(atomic_load_relaxed(&bm->cls[c].pool));
+    for (size_t i = 0; i < bm->nlarge; i++) {
+        struct bhdr *h = (struct bhdr *)bm->large[i];
+        munmap(h, h->map_len);
+    }
+    free(bm->large);
+    for (unsigned i = 0; i < PM_FAN; i++) {
+        struct pm_mid *mid = atomic_load_relaxed(&bm->pm[i]);
+        if (mid == NULL)
+            continue;
+        for (unsigned j = 0; j < PM_FAN; j++)
+            free(atomic_load_relaxed(&mid->l[j]));
+        free(mid);
+    }
+    pthread_mutex_destroy(&bm->create_lock);
+    pthread_mutex_destroy(&bm->trim_lock);
+    pthread_mutex_destroy(&bm->large_lock);
+    free(bm);
+}

@@ -1,0 +1,168 @@
+/*
+ * ObjectPool: Bonwick's object caching (USENIX 1994) on top of a magpool.
+ *
+ * The pool's blocks are objects kept in their constructed state. The slab
+ * hooks of the core (struct pool_hooks) give the two slow-path moments:
+ *
+ *   carve: a slab was just mapped, none of its blocks is visible yet ->
+ *          init() every block; on failure undo (fini) and refuse the slab,
+ *          so the acquire that needed it fails with init's errno and the
+ *          pool is exactly as before.
+ *   unmap: every block of a slab is idle (or the pool is being destroyed)
+ *          and the slab is about to be unmapped -> fini() every block.
+ *
+ * The fast path is the core's magazine fast path, unchanged: acquire is
+ * magpool_acquire; release is reset() then magpool_release. Nothing here is
+ * shared between threads beyond what the core already synchronises: an
+ * object's reset() happens before its magpool_release, whose release store
+ * into the magazine/depot pairs with the next acquirer's load.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+struct magpool_objpool {
+    magpool_t *pool;
+    int  (*init)(void *obj, void *ctx);
+    void (*reset)(void *obj, void *ctx);
+    void (*fini)(void *obj, void *ctx);
+    void *ctx;
+};
+
+/* Map an init() failure to the errno the acquire reports (header contract):
+ * positive = an errno value; negative = "see errno", EINVAL if it is 0. */
+static int init_errno(int rc, int err_after)
+{
+    if (rc > 0)
+        return rc;
+    return err_after != 0 ? err_after : EINVAL;
+}
+
+/* Growth lock held; blocks [first, first + n*stride) are not yet visible. */
+static int objpool_carve(void *ctx, char *first, size_t n, size_t stride)
+{
+    struct magpool_objpool *op = ctx;
+    if (op->init == NULL)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        errno = 0;
+        int rc = op->init(first + i * stride, op->ctx);
+        if (unlikely(rc != 0)) {
+            int e = init_errno(rc, errno);
+            if (op->fini)
+                for (size_t j = 0; j < i; j++)
+                    op->fini(first + j * stride, op->ctx);
+            errno = e;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Growth lock held (or destroy): the slab's blocks are about to be unmapped. */
+static void objpool_unmap(void *ctx, char *first, size_t n, size_t stride)
+{
+    struct magpool_objpool *op = ctx;
+    if (op->fini == NULL)
+        return;
+    for (size_t i = 0; i < n; i++)
+        op->fini(first + i * stride, op->ctx);
+}
+
+MAGPOOL_API magpool_objpool_t *magpool_objpool_create(const magpool_objpool_config_t *cfg)
+{
+    if (cfg == NULL || cfg->obj_size == 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    struct magpool_objpool *op = calloc(1, sizeof *op);
+    if (op == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    op->init = cfg->init;
+    op->reset = cfg->reset;
+    op->fini = cfg->fini;
+    op->ctx = cfg->ctx;
+
+    magpool_config_t pc = magpool_config_default(cfg->obj_size);
+    pc.align = cfg->align;
+    pc.initial_blocks = cfg->initial_objects;
+    pc.max_blocks = cfg->max_objects;
+    struct pool_hooks hooks = {
+        .carve = objpool_carve,
+        .unmap = objpool_unmap,
+        .ctx = op,
+    };
+    op->pool = pool_create_hooked(&pc, &hooks); /* EINVAL / ENOMEM / init's */
+    if (op->pool == NULL) {
+        int e = errno;
+        free(op);
+        errno = e;
+        return NULL;
+    }
+    return op;
+}
+
+MAGPOOL_API void *magpool_objpool_acquire(magpool_objpool_t *op)
+{
+    if (unlikely(op == NULL)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return magpool_acquire(op->pool);
+}
+
+MAGPOOL_API void magpool_objpool_release(magpool_objpool_t *op, void *obj)
+{
+    if (obj == NULL)
+        return;
+    if (unlikely(op == NULL)) {
+        errno = EINVAL;
+        return;
+    }
+    if (op->reset)
+        op->reset(obj, op->ctx);
+    magpool_release(op->pool, obj);
+}
+
+MAGPOOL_API size_t magpool_objpool_size(magpool_objpool_t *op)
+{
+    magpool_stats_t s;
+    if (op == NULL) {
+        errno = EINVAL;
+        return 0;
+    }
+    if (magpool_get_stats(op->pool, &s) != 0)
+        return 0;
+    return s.blocks_total >= s.blocks_outstanding ? s.blocks_total - s.blocks_outstanding : 0;
+}
+
+MAGPOOL_API size_t magpool_objpool_clear(magpool_objpool_t *op)
+{
+    return op ? magpool_clear(op->pool) : 0;
+}
+
+MAGPOOL_API size_t magpool_objpool_trim(magpool_objpool_t *op, double max_idle_s)
+{
+    return op ? magpool_trim(op->pool, max_idle_s) : 0;
+}
+
+MAGPOOL_API int magpool_objpool_get_stats(magpool_objpool_t *op, magpool_objpool_stats_t *out)
+{
+    if (op == NULL || out == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    return magpool_get_stats(op->pool, out);
+}
+
+MAGPOOL_API void magpool_objpool_destroy(magpool_objpool_t *op)
+{
+    if (op == NULL)
+        return;
+    magpool_destroy(op->pool); /* unmap hook: fini on every object */
+    free(op);
+}
