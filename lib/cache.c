@@ -367,9 +367,10 @@ static noinline void release_attach(magpool_t *p, void *block)
 
 static inline void *cache_acquire_fast(magpool_t *p)
 {
-    struct tcache *tc = tcache_lookup(p);
-    if (unlikely(tc == NULL))
+    struct tdir *d = magpool_tls_dir;
+    if (unlikely(!tdir_has(d, p)))
         return acquire_attach(p);
+    struct tcache *tc = d->e[p->slot].tc;
     cache_enter(tc);
     if (likely(!steal_pending(tc)) && likely(tc->lrounds > 0)) {
         void *b = tc->loaded->rounds[--tc->lrounds];
@@ -382,11 +383,12 @@ static inline void *cache_acquire_fast(magpool_t *p)
 
 static inline void cache_release_fast(magpool_t *p, void *block)
 {
-    struct tcache *tc = tcache_lookup(p);
-    if (unlikely(tc == NULL)) {
+    struct tdir *d = magpool_tls_dir;
+    if (unlikely(!tdir_has(d, p))) {
         release_attach(p, block);
         return;
     }
+    struct tcache *tc = d->e[p->slot].tc;
     cache_enter(tc);
     if (likely(!steal_pending(tc)) && likely(tc->lrounds < tc->mrounds)) {
         tc->loaded->rounds[tc->lrounds++] = block;

@@ -300,21 +300,25 @@ struct tdir {
 };
 /* The only thread-local variable: one pointer, initial-exec so the fast path
  * reads it with one %fs-relative load even from a shared library. glibc's
- * static TLS surplus (used when the library is dlopen'ed) easily holds it. */
+ * static TLS surplus (used when the library is dlopen'ed) easily holds it.
+ * It starts out pointing at an empty directory (cap 0), never NULL, so the
+ * fast path needs no NULL test. */
 extern __thread struct tdir *magpool_tls_dir
     __attribute__((tls_model("initial-exec"))) hidden;
+extern struct tdir magpool_no_tdir hidden;
 
-/* The calling thread's cache of p if it has one, else NULL (no allocation).
- * Three dependent loads: the TLS pointer, the slot's entry, its cache. */
+/* Whether directory d has a live entry for p: slot in range and made for this
+ * incarnation of the pool (uids are never reused). */
+static inline bool tdir_has(const struct tdir *d, const magpool_t *p)
+{
+    return p->slot < d->cap && d->e[p->slot].uid == p->uid;
+}
+
+/* The calling thread's cache of p if it has one, else NULL (no allocation). */
 static inline struct tcache *tcache_lookup(const magpool_t *p)
 {
     struct tdir *d = magpool_tls_dir;
-    if (likely(d != NULL && p->slot < d->cap)) {
-        const struct tdir_entry *e = &d->e[p->slot];
-        if (likely(e->uid == p->uid))
-            return e->tc;
-    }
-    return NULL;
+    return tdir_has(d, p) ? d->e[p->slot].tc : NULL;
 }
 
 /* mutex_pool.c */

@@ -27,7 +27,8 @@
 
 #include "internal.h"
 
-__thread struct tdir *magpool_tls_dir __attribute__((tls_model("initial-exec")));
+struct tdir magpool_no_tdir = { .cap = 0 };
+__thread struct tdir *magpool_tls_dir __attribute__((tls_model("initial-exec"))) = &magpool_no_tdir;
 
 struct slot {
     uint64_t uid; /* 0 = free */
@@ -84,7 +85,7 @@ static void thread_exit(void *arg)
     }
     pthread_mutex_unlock(&registry_lock);
     epoch_thread_offline();
-    magpool_tls_dir = NULL;
+    magpool_tls_dir = &magpool_no_tdir;
     free(d);
 }
 
@@ -144,7 +145,7 @@ static void fork_child(void)
         if (slots[i].uid == 0 || p->mode == MODE_MUTEX)
             continue;
         struct tcache *mine = NULL;
-        if (d && i < d->cap && d->e[i].uid == p->uid)
+        if (tdir_has(d, p))
             mine = d->e[i].tc;
         cache_fork_child(p, mine);
     }
@@ -195,17 +196,18 @@ void registry_remove(magpool_t *p)
 struct tcache *registry_tcache_slow(magpool_t *p)
 {
     struct tdir *d = magpool_tls_dir;
-    if (d == NULL || p->slot >= d->cap) {
-        uint32_t old = d ? d->cap : 0;
+    if (p->slot >= d->cap) {
+        bool fresh = d == &magpool_no_tdir;
+        uint32_t old = d->cap;
         uint32_t cap = old ? old : 8;
         while (cap <= p->slot)
             cap *= 2;
-        struct tdir *nd = realloc(d, sizeof *nd + (size_t)cap * sizeof nd->e[0]);
+        struct tdir *nd = realloc(fresh ? NULL : d, sizeof *nd + (size_t)cap * sizeof nd->e[0]);
         if (nd == NULL)
             return NULL;
         memset(&nd->e[old], 0, (size_t)(cap - old) * sizeof nd->e[0]);
         nd->cap = cap;
-        if (d == NULL)
+        if (fresh)
             epoch_thread_online(); /* a directory exists iff registered */
         magpool_tls_dir = d = nd;
         /* The key's value is what the exit destructor receives. If this
