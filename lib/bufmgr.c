@@ -312,7 +312,8 @@ static noinline magpool_t *class_pool_slow(struct magpool_bufmgr *bm, unsigned c
         /* Bound what a thread parks per class (2 magazines): ~512 KiB. */
         size_t m = ((size_t)256 << 10) / k->stride;
         cfg.magazine_size = (unsigned)(m < 2 ? 2 : m > 128 ? 128 : m);
-        struct pool_hooks hooks = { .carve = bm_carve, .unmap = bm_unmap, .ctx = k };
+        struct pool_hooks hooks = { .carve = bm_carve, .unmap = bm_unmap, .ctx = k,
+                                      .idle_blocks_hold_state = true };
         p = pool_create_hooked(&cfg, &hooks);
         if (p != NULL)
             /* release: pairs with the acquire load in magpool_bufmgr_get and

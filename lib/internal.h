@@ -54,11 +54,15 @@ struct slab {
  *           visible to any thread; return 0, or -1 with errno set to refuse
  *           the slab (it is unmapped again and the acquire fails with errno).
  *  unmap:   the slab's blocks are about to be unmapped (clear, trim, destroy).
+ *  idle_blocks_hold_state: idle blocks carry state the layer needs (a
+ *           constructed object, a header), so trim must not give their pages
+ *           back with madvise; only whole slabs are unmapped (with `unmap`).
  */
 struct pool_hooks {
     int  (*carve)(void *ctx, char *first, size_t n, size_t stride);
     void (*unmap)(void *ctx, char *first, size_t n, size_t stride);
     void *ctx;
+    bool idle_blocks_hold_state;
 };
 
 /* All slabs of a pool, sorted by address. Modified only under the owner's

@@ -95,6 +95,7 @@ MAGPOOL_API magpool_objpool_t *magpool_objpool_create(const magpool_objpool_conf
         .carve = objpool_carve,
         .unmap = objpool_unmap,
         .ctx = op,
+        .idle_blocks_hold_state = true, /* idle objects are constructed */
     };
     op->pool = pool_create_hooked(&pc, &hooks); /* EINVAL / ENOMEM / init's */
     if (op->pool == NULL) {

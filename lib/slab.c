@@ -85,15 +85,21 @@ int slab_grow(struct slab_set *s, size_t min_blocks, size_t max_blocks,
     size_t len = (min_blocks * s->stride + extra + ps - 1) & ~(ps - 1);
     if (s->n == s->cap) {
         size_t ncap = s->cap ? 2 * s->cap : 8;
-        struct slab *nv = realloc(s->v, ncap * sizeof *nv);
+        /* Not realloc: CHECKED lookups may be reading the old array under
+         * the read lock; swap under the write lock, free after. */
+        struct slab *nv = malloc(ncap * sizeof *nv);
         if (nv == NULL) {
             errno = ENOMEM;
             return -1;
         }
         pthread_rwlock_wrlock(&s->rw);
+        struct slab *ov = s->v;
+        if (s->n)
+            memcpy(nv, ov, s->n * sizeof *nv);
         s->v = nv;
         s->cap = ncap;
         pthread_rwlock_unlock(&s->rw);
+        free(ov);
     }
     int mflags = MAP_PRIVATE | MAP_ANONYMOUS | (s->prefault ? MAP_POPULATE : 0);
     char *map = mmap(NULL, len, PROT_READ | PROT_WRITE, mflags, -1, 0);

@@ -166,7 +166,8 @@ size_t cache_trim(magpool_t *p, uint64_t max_idle_ns)
     size_t unmapped_bytes = atomic_load_relaxed(&p->slabs.bytes_reserved);
     returned += slab_reclaim(&p->slabs, idle, n, &kept);
     unmapped_bytes -= atomic_load_relaxed(&p->slabs.bytes_reserved);
-    returned += slab_release_pages(&p->slabs, idle, kept, &bytes);
+    if (!p->slabs.hooks.idle_blocks_hold_state)
+        returned += slab_release_pages(&p->slabs, idle, kept, &bytes);
     bytes += unmapped_bytes;
 
     /* Survivors back on the depot, still old, so beneath the young
