@@ -489,10 +489,42 @@ void cache_flush_self(magpool_t *p)
     pthread_mutex_unlock(&p->grow_lock);
 }
 
+/* fork() prepare: with the growth and registration locks held, make every
+ * other thread's cache of p quiescent (the steal protocol's first half):
+ * their owners now wait on the growth lock, outside any cache operation. */
+void cache_quiesce_locked(magpool_t *p, struct tcache *self)
+{
+    bool any = false;
+    for (struct tcache *tc = p->tcaches; tc; tc = tc->next) {
+        if (tc == self)
+            continue;
+        /* relaxed: ordered before the owners' next check by heavy_fence(). */
+        atomic_store_relaxed(&tc->steal, 1);
+        any = true;
+    }
+    if (!any)
+        return;
+    if (heavy_fence_available())
+        heavy_fence();
+    for (struct tcache *tc = p->tcaches; tc; tc = tc->next)
+        if (tc != self)
+            while (atomic_load_acquire(&tc->busy)) /* pairs with cache_leave() */
+                sched_yield();
+}
+
+/* fork() parent: let the stopped owners go again. */
+void cache_unquiesce_locked(magpool_t *p, struct tcache *self)
+{
+    for (struct tcache *tc = p->tcaches; tc; tc = tc->next)
+        if (tc != self)
+            atomic_store_release(&tc->steal, 0); /* pairs with steal_pending() */
+}
+
 /* In the child after fork(): every thread but the caller is gone; give their
- * caches' blocks back. A cache whose owner was inside an operation (busy)
- * at the fork may be mid-update: forget it, losing its rounds rather than
- * risking a block handed out twice. Locks are free again at this point. */
+ * caches' blocks back. The prepare handler quiesced them, so none should be
+ * busy; should one be (no membarrier on this kernel), forget it, losing its
+ * rounds rather than risking a block handed out twice. Locks are free again
+ * at this point. */
 void cache_fork_child(magpool_t *p, struct tcache *mine)
 {
     pthread_mutex_lock(&p->grow_lock);

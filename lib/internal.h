@@ -284,6 +284,8 @@ size_t cache_steal_locked(magpool_t *p, struct tcache *self,
 size_t cache_trim(magpool_t *p, uint64_t max_idle_ns);
 void   cache_flush_self(magpool_t *p);
 void   cache_fork_child(magpool_t *p, struct tcache *mine);
+void   cache_quiesce_locked(magpool_t *p, struct tcache *self);
+void   cache_unquiesce_locked(magpool_t *p, struct tcache *self);
 int    cache_grow_locked(magpool_t *p);                 /* pool.c create      */
 struct tcache *cache_attach(magpool_t *p);              /* registry.c         */
 

@@ -96,18 +96,31 @@ static void lock_pool(magpool_t *p)
     } else {
         pthread_mutex_lock(&p->grow_lock);
         pthread_mutex_lock(&p->reg_lock);
+        /* Stop every other thread's cache operation on p, so the child
+         * inherits consistent caches it can reclaim whole. Before the
+         * allocation lock: a thread inside an operation may need it. */
+        cache_quiesce_locked(p, tcache_lookup(p));
         pthread_mutex_lock(&p->depot.alloc_lock);
     }
     pthread_rwlock_wrlock(&p->slabs.rw);
 }
 
-static void unlock_pool(magpool_t *p)
+static void unlock_pool(magpool_t *p, bool child)
 {
-    pthread_rwlock_unlock(&p->slabs.rw);
+    if (child) {
+        /* glibc records the write-lock owner's tid, which differs in the
+         * child: unlocking would be taken for a reader's unlock. */
+        pthread_rwlock_destroy(&p->slabs.rw);
+        pthread_rwlock_init(&p->slabs.rw, NULL);
+    } else {
+        pthread_rwlock_unlock(&p->slabs.rw);
+    }
     if (p->mode == MODE_MUTEX) {
         pthread_mutex_unlock(&p->mp.lock);
     } else {
         pthread_mutex_unlock(&p->depot.alloc_lock);
+        if (!child) /* in the child the stopped threads do not exist */
+            cache_unquiesce_locked(p, tcache_lookup(p));
         pthread_mutex_unlock(&p->reg_lock);
         pthread_mutex_unlock(&p->grow_lock);
     }
@@ -126,7 +139,7 @@ static void fork_parent(void)
 {
     for (uint32_t i = nslots; i-- > 0;)
         if (slots[i].uid)
-            unlock_pool(slots[i].pool);
+            unlock_pool(slots[i].pool, false);
     pthread_mutex_unlock(&registry_lock);
     trimmer_fork_parent();
 }
@@ -138,16 +151,12 @@ static void fork_child(void)
     epoch_fork_child();
     for (uint32_t i = nslots; i-- > 0;)
         if (slots[i].uid)
-            unlock_pool(slots[i].pool);
-    struct tdir *d = magpool_tls_dir;
+            unlock_pool(slots[i].pool, true);
     for (uint32_t i = 0; i < nslots; i++) {
         magpool_t *p = slots[i].pool;
         if (slots[i].uid == 0 || p->mode == MODE_MUTEX)
             continue;
-        struct tcache *mine = NULL;
-        if (tdir_has(d, p))
-            mine = d->e[i].tc;
-        cache_fork_child(p, mine);
+        cache_fork_child(p, tcache_lookup(p));
     }
     pthread_mutex_unlock(&registry_lock);
     trimmer_fork_child();
