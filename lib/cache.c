@@ -104,8 +104,11 @@ static void install_full(magpool_t *p, struct tcache *tc, struct mag *full)
  * one. Caller holds the growth lock and either owns tc or has stopped its
  * owner (steal protocol). The magazines are stamped with `stamp`: trim
  * passes the thread's last observed activity, so they age from when the
- * thread last used them. Returns the number of blocks moved. */
-size_t cache_flush_locked(magpool_t *p, struct tcache *tc, uint64_t stamp)
+ * thread last used them. If keep != NULL and *keep is NULL, the first
+ * non-empty magazine goes to *keep instead of the depot (an at-cap stealer
+ * keeps one, so that threads popping the depot without the growth lock
+ * cannot take every stolen block before it does). Returns blocks moved. */
+size_t cache_flush_locked(magpool_t *p, struct tcache *tc, uint64_t stamp, struct mag **keep)
 {
     size_t moved = 0;
     struct mag **slot[2] = { &tc->loaded, &tc->previous };
@@ -117,7 +120,10 @@ size_t cache_flush_locked(magpool_t *p, struct tcache *tc, uint64_t stamp)
         if (e == NULL)
             continue; /* out of memory: the rounds stay where they are */
         (*slot[i])->count = *rounds[i];
-        depot_push_stamped(&p->depot, &p->depot.full, *slot[i], stamp);
+        if (keep && *keep == NULL)
+            *keep = *slot[i];
+        else
+            depot_push_stamped(&p->depot, &p->depot.full, *slot[i], stamp);
         moved += *rounds[i];
         *slot[i] = e;
         *rounds[i] = 0;
@@ -128,9 +134,11 @@ size_t cache_flush_locked(magpool_t *p, struct tcache *tc, uint64_t stamp)
 /* Take back the rounds parked in other threads' caches of p: every cache
  * but `self` for which want(tc, arg) is true (all of them when want is NULL).
  * Caller holds the growth lock (so at most one stealer runs, and the owner of
- * `self` is the caller). Returns the number of blocks moved to the depot. */
+ * `self` is the caller). `keep`: see cache_flush_locked(). Returns the number
+ * of blocks moved. */
 size_t cache_steal_locked(magpool_t *p, struct tcache *self,
-                          bool (*want)(struct tcache *, void *), void *arg)
+                          bool (*want)(struct tcache *, void *), void *arg,
+                          struct mag **keep)
 {
     if (!heavy_fence_available())
         return 0;
@@ -155,7 +163,7 @@ size_t cache_steal_locked(magpool_t *p, struct tcache *self,
              * happen-before ours. */
             while (atomic_load_acquire(&tc->busy))
                 sched_yield();
-            moved += cache_flush_locked(p, tc, want ? tc->trim_seen : now);
+            moved += cache_flush_locked(p, tc, want ? tc->trim_seen : now, keep);
             /* release: pairs with steal_pending() in the owner. */
             atomic_store_release(&tc->steal, 0);
         }
@@ -212,8 +220,10 @@ int cache_grow_locked(magpool_t *p)
 static void *take_block_locked(magpool_t *p, struct tcache *tc)
 {
     bool grew = false, stole = false;
+    struct mag *stolen = NULL;
     for (;;) {
-        struct mag *full = depot_pop(&p->depot, &p->depot.full);
+        struct mag *full = stolen ? stolen : depot_pop(&p->depot, &p->depot.full);
+        stolen = NULL;
         void *b = NULL;
         if (full && tc) {
             install_full(p, tc, full);
@@ -243,9 +253,12 @@ static void *take_block_locked(magpool_t *p, struct tcache *tc)
         }
         int grow_err = errno; /* ENOMEM, or a carve hook's own error */
         if (!stole) {
+            /* Every idle block is now in the depot or in `stolen`: owners
+             * caught inside an operation (a popped magazine in hand) were
+             * waited for. One more pass, then fail for real. */
             stole = true;
-            if (cache_steal_locked(p, tc, NULL, NULL) > 0)
-                continue;
+            cache_steal_locked(p, tc, NULL, NULL, &stolen);
+            continue;
         }
         counter_inc(&p->failed);
         errno = grow_err;
@@ -485,7 +498,7 @@ void cache_flush_self(magpool_t *p)
         return;
     pthread_mutex_lock(&p->grow_lock);
     tc->trim_seen = pool_clock_ns(); /* flushed by an active thread: fresh */
-    cache_flush_locked(p, tc, tc->trim_seen);
+    cache_flush_locked(p, tc, tc->trim_seen, NULL);
     pthread_mutex_unlock(&p->grow_lock);
 }
 

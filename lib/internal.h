@@ -277,9 +277,11 @@ void   report_misuse(magpool_t *p, const char *what, void *block);
 /* cache.c */
 void   cache_detach(magpool_t *p, struct tcache *tc);   /* registry lock held */
 void   cache_free_all(magpool_t *p);                    /* destroy            */
-size_t cache_flush_locked(magpool_t *p, struct tcache *tc, uint64_t stamp);
+size_t cache_flush_locked(magpool_t *p, struct tcache *tc, uint64_t stamp,
+                          struct mag **keep);
 size_t cache_steal_locked(magpool_t *p, struct tcache *self,
-                          bool (*want)(struct tcache *, void *), void *arg);
+                          bool (*want)(struct tcache *, void *), void *arg,
+                          struct mag **keep);
 /* trim.c */
 size_t cache_trim(magpool_t *p, uint64_t max_idle_ns);
 void   cache_flush_self(magpool_t *p);

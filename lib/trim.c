@@ -129,8 +129,8 @@ size_t cache_trim(magpool_t *p, uint64_t max_idle_ns)
 
     pthread_mutex_lock(&p->grow_lock);
     if (self && max_idle_ns == 0)
-        cache_flush_locked(p, self, cut.now);
-    cache_steal_locked(p, self, max_idle_ns ? cache_is_idle : NULL, &cut);
+        cache_flush_locked(p, self, cut.now, NULL);
+    cache_steal_locked(p, self, max_idle_ns ? cache_is_idle : NULL, &cut, NULL);
 
     struct mag_list old = { 0 }, young = { 0 };
     drain_stack(&p->depot, &p->depot.full, cut.cutoff, &old, &young);

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Install the build and test dependencies of magpool (Debian 12).
+# Skips apt entirely when every package is already installed.
+set -euo pipefail
+
+PACKAGES=(
+  meson ninja-build pkg-config
+  liburcu-dev libck-dev libcriterion-dev
+  libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev
+  valgrind gnuplot libclang-rt-14-dev python3
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  # dpkg -s succeeds for "deinstall" states too; require "install ok installed".
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "deps: all ${#PACKAGES[@]} packages already installed"
+  exit 0
+fi
+
+echo "deps: installing ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then
+    SUDO="sudo"
+  else
+    echo "deps: not root and no sudo; cannot install ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
