@@ -29,8 +29,11 @@
  *
  * Errors: functions that return a pointer return NULL and set errno; functions
  * that return int return 0 or -1 and set errno. Fast mode never prints and never
- * aborts. MAGPOOL_CHECKED mode reports misuse on stderr (one line) and sets
- * errno, and still never aborts or corrupts the pool.
+ * aborts. MAGPOOL_CHECKED mode reports misuse through the error handler
+ * (magpool_set_error_handler; default: one line on stderr) and sets errno,
+ * and still never aborts or corrupts the pool (unless MAGPOOL_ABORT_ON_ERROR
+ * asks for an abort after the report). See "Diagnostics" below and
+ * docs/diagnostics.md.
  *
  * Link with `pkg-config --cflags --libs magpool`.
  */
@@ -73,7 +76,8 @@ typedef enum {
 /** Pool flags (magpool_config_t.flags). */
 enum {
     MAGPOOL_PREFAULT = 1u << 0, /**< touch pages at create/grow (no page fault later) */
-    MAGPOOL_CHECKED = 1u << 1   /**< detect double/foreign release (slower)          */
+    MAGPOOL_CHECKED = 1u << 1   /**< detect misuse, record acquire sites (slower;
+                                     see "Diagnostics")                             */
 };
 
 /** Pool configuration. Start from magpool_config_default() and change fields. */
@@ -117,6 +121,7 @@ typedef struct magpool_stats {
                                       far (munmap of idle slabs plus
                                       madvise(MADV_DONTNEED) of idle pages)        */
     size_t magazines;            /**< magazines allocated now (cache metadata)      */
+    uint64_t errors;             /**< misuse reports made for this pool (CHECKED)   */
 } magpool_stats_t;
 
 /**
@@ -132,7 +137,8 @@ MAGPOOL_API magpool_config_t magpool_config_default(size_t block_size);
  * cfg->max_blocks when that is non-zero).
  *
  * The environment variable MAGPOOL_CHECKED=1 turns MAGPOOL_CHECKED on for every
- * pool created afterwards, without recompiling.
+ * pool created afterwards, without recompiling; MAGPOOL_PASSTHROUGH=1 sends
+ * every acquire of such pools to the system allocator (see "Diagnostics").
  *
  * @return the pool, or NULL with errno:
  *   - EINVAL: cfg NULL, block_size 0, align not a power of two (or > 1 MiB),
@@ -166,9 +172,10 @@ MAGPOOL_API void *magpool_acquire(magpool_t *pool) MAGPOOL_MALLOC_ATTR;
  * block == NULL is a no-op.
  *
  * Releasing a pointer that did not come from this pool, or releasing it twice,
- * is undefined behaviour in fast mode. With MAGPOOL_CHECKED it is detected:
- * a one-line report goes to stderr, errno is set to EINVAL, and the pool is
- * left unchanged.
+ * is undefined behaviour in fast mode. With MAGPOOL_CHECKED it is detected
+ * (double release, foreign or misaligned pointer, block of another pool,
+ * write past the block's end): the error handler is called (default: one
+ * line on stderr), errno is set to EINVAL, and the pool is left unchanged.
  * Thread-safe; wait-free on the fast path.
  */
 MAGPOOL_API void magpool_release(magpool_t *pool, void *block);
@@ -235,7 +242,13 @@ MAGPOOL_API size_t magpool_block_size(const magpool_t *pool);
 
 /**
  * Write a leak report for @p pool to @p out (stderr when NULL): the number of
- * blocks acquired and not released.
+ * blocks acquired and not released, and with MAGPOOL_CHECKED (or
+ * MAGPOOL_PASSTHROUGH) one more line per acquiring call site, most blocks
+ * first:
+ *
+ *   magpool: pool "conn" (0x5581...): 3 block(s) of 64 bytes outstanding (5 acquired, 2 released)
+ *   magpool:   2 block(s) acquired at ./server(conn_open+0x2e) <- ./server(main+0x51)
+ *
  * @return the number of outstanding blocks (0 for pool == NULL).
  * Thread-safe; meaningful at quiescence.
  */
@@ -251,6 +264,9 @@ MAGPOOL_API void magpool_thread_flush(magpool_t *pool);
 
 /**
  * Destroy the pool and unmap all its memory, outstanding blocks included.
+ * Outstanding blocks are not lost silently: if any remain, the error handler
+ * gets one MAGPOOL_ERR_LEAK report (count, and with MAGPOOL_CHECKED the call
+ * site of the biggest group) before the memory goes.
  * No other thread may use the pool during or after the call. Threads that used
  * the pool may still be alive; their caches of it are released here.
  * NULL is a no-op.
@@ -259,6 +275,117 @@ MAGPOOL_API void magpool_destroy(magpool_t *pool);
 
 /** "MAJOR.MINOR.PATCH" of the library actually loaded. */
 MAGPOOL_API const char *magpool_version(void);
+
+/* ======================================================================
+ * Diagnostics: checked mode, sanitizer and valgrind awareness, passthrough
+ * ======================================================================
+ *
+ * Everything here is off the fast path: a pool in fast mode (lock-free,
+ * nothing below switched on) runs exactly the code it runs without it.
+ * docs/diagnostics.md shows every message.
+ *
+ * MAGPOOL_CHECKED (flag, or MAGPOOL_CHECKED=1 in the environment at create):
+ *   - release of a pointer that is no block of the pool (foreign), that points
+ *     inside a block (misaligned), that is a block of another live pool
+ *     (wrong pool), or of an idle block (double release) is rejected;
+ *   - every block gets a redzone of canary bytes after block_size: a write
+ *     past the end is reported when the block is released;
+ *   - a released block is filled with a poison pattern, checked when the
+ *     block is handed out again: a write after release is reported then;
+ *   - the call site (a short backtrace) of every acquire is kept, so reports
+ *     and magpool_report_leaks name where the block was acquired.
+ *   The first 8 bytes of an idle block may hold the pool's free-list link;
+ *   CHECKED verifies them too, as a link or as poison. Pools built by the
+ *   object pool and the buffer manager keep their blocks' contents, so for
+ *   them CHECKED means the release checks only (no redzone, no poison).
+ * AddressSanitizer (compiled in when the library is built with ASan): idle
+ *   blocks are poisoned (all but their first 8 bytes), so touching a block
+ *   after releasing it is an ASan report even though it stays in the pool.
+ * Valgrind memcheck (detected at create): the pool describes itself with the
+ *   mempool client requests, so memcheck reports use after release, leaked
+ *   blocks and double release. MAGPOOL_VALGRIND=0 turns this off,
+ *   MAGPOOL_VALGRIND=1 forces it under every valgrind tool.
+ * MAGPOOL_PASSTHROUGH=1 (environment, at create): every acquire is a
+ *   posix_memalign and every release a free (as GLib's G_SLICE=always-malloc),
+ *   for tools that only understand the system allocator; the pool still
+ *   tracks its blocks (stats, leak report, release checks, max_blocks).
+ * MAGPOOL_ABORT_ON_ERROR=1 (environment): abort() after reporting an error
+ *   (a debugging aid: stop in the debugger at the first misuse).
+ */
+
+/** What went wrong (magpool_error_t.kind). */
+typedef enum {
+    MAGPOOL_ERR_DOUBLE_RELEASE = 1,  /**< block released while idle             */
+    MAGPOOL_ERR_FOREIGN_POINTER,     /**< pointer is no block of the pool       */
+    MAGPOOL_ERR_MISALIGNED_POINTER,  /**< pointer inside a block, not its start */
+    MAGPOOL_ERR_WRONG_POOL,          /**< a block of another pool (err->owner)  */
+    MAGPOOL_ERR_OVERFLOW,            /**< redzone canary damaged: write past the
+                                          end (seen at release)                 */
+    MAGPOOL_ERR_USE_AFTER_RELEASE,   /**< poison damaged: write after release
+                                          (seen at the next acquire)            */
+    MAGPOOL_ERR_LEAK,                /**< blocks still outstanding at destroy   */
+    MAGPOOL_ERR_STATE                /**< a block handed out while marked
+                                          acquired: pool state damaged (by a
+                                          wild write), never by misuse alone    */
+} magpool_error_kind_t;
+
+/** One report, passed to the error handler; valid during the call only. */
+typedef struct magpool_error {
+    magpool_error_kind_t kind;
+    const magpool_t *pool;       /**< the pool the call was made on           */
+    const char *pool_name;       /**< its name ("" when unnamed)              */
+    const void *block;           /**< the pointer concerned (LEAK: one leaked
+                                      block when known, else NULL)            */
+    size_t offset;               /**< MISALIGNED: offset into the block;
+                                      OVERFLOW / USE_AFTER_RELEASE: offset of
+                                      the first damaged byte from block start */
+    const magpool_t *owner;      /**< WRONG_POOL: the pool the block belongs to */
+    const char *owner_name;      /**< its name, or NULL                       */
+    size_t count;                /**< LEAK: blocks outstanding                */
+    void *const *site;           /**< where the block was last acquired:
+                                      return addresses, innermost (the
+                                      acquiring call) first; NULL if unknown  */
+    unsigned site_depth;         /**< entries in site                         */
+    const char *message;         /**< the line the default handler prints
+                                      (no newline)                            */
+} magpool_error_t;
+
+/** Error handler: called in the thread that made the faulty call. */
+typedef void (*magpool_error_fn)(const magpool_error_t *err, void *ctx);
+
+/**
+ * Route every diagnostic report (all pools) to @p fn; NULL restores the
+ * default, which writes err->message and a newline to stderr. The handler
+ * must not call back into the pool that reports. After it returns, the
+ * faulty call sets errno to EINVAL (releases) and returns normally.
+ * Thread-safe, but meant to be called once, before pools are shared.
+ */
+MAGPOOL_API void magpool_set_error_handler(magpool_error_fn fn, void *ctx);
+
+/**
+ * Name @p pool in reports and leak listings (copied, at most
+ * MAGPOOL_NAME_MAX - 1 bytes kept; NULL clears it).
+ * @return 0, or -1 with errno EINVAL when pool is NULL.
+ * Thread-safe.
+ */
+#define MAGPOOL_NAME_MAX 64
+MAGPOOL_API int magpool_set_name(magpool_t *pool, const char *name);
+
+/** The pool's name ("" when unnamed or pool is NULL). The pointer stays valid
+ *  until the next magpool_set_name on the pool or its destroy. */
+MAGPOOL_API const char *magpool_get_name(const magpool_t *pool);
+
+/** Diagnostics in force on a pool (magpool_diagnostics). */
+enum {
+    MAGPOOL_DIAG_CHECKED = 1u << 0,     /**< release checks                  */
+    MAGPOOL_DIAG_REDZONE = 1u << 1,     /**< canary, poison, acquire sites   */
+    MAGPOOL_DIAG_ASAN = 1u << 2,        /**< ASan poisons idle blocks        */
+    MAGPOOL_DIAG_VALGRIND = 1u << 3,    /**< memcheck mempool requests       */
+    MAGPOOL_DIAG_PASSTHROUGH = 1u << 4  /**< system allocator per acquire    */
+};
+
+/** Bitmask of MAGPOOL_DIAG_* for @p pool (0: fast mode, or pool NULL). */
+MAGPOOL_API unsigned magpool_diagnostics(const magpool_t *pool);
 
 /* ======================================================================
  * ObjectPool: constructed objects, reused (Bonwick object caching)

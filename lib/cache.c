@@ -553,26 +553,36 @@ void cache_fork_child(magpool_t *p, struct tcache *mine)
 
 /* ------------------------------------------------------- public fast path */
 
-static noinline void *acquire_checked(magpool_t *p)
+/* The magazine layer for diagnostic pools (diag.c wraps its checks around
+ * these). Out of line, so the fast path below is compiled exactly as before. */
+noinline void *cache_acquire_lockfree(magpool_t *p)
 {
-    void *b = cache_acquire_fast(p);
-    if (b && slab_mark_acquired(&p->slabs, b) != 0)
-        report_misuse(p, "block handed out while marked acquired (memory corruption?)", b);
-    return b;
+    return cache_acquire_fast(p);
 }
 
-static noinline void release_checked(magpool_t *p, void *block)
+noinline void cache_release_lockfree(magpool_t *p, void *block)
 {
-    int rc = slab_mark_released(&p->slabs, block);
-    if (rc == -1) {
-        report_misuse(p, "release of a pointer that is not a block of this pool", block);
-        return;
-    }
-    if (rc == -2) {
-        report_misuse(p, "double release", block);
-        return;
-    }
     cache_release_fast(p, block);
+}
+
+/* Every mode but MODE_LOCKFREE (with nothing switched on): diagnostics
+ * (diag_flags != 0, diag.c) or the mutex baseline. Reached by a tail call
+ * from the public functions, so __builtin_return_address(0) here is the
+ * caller's acquire site (CHECKED records it), and the fast path needs no
+ * stack frame. */
+static noinline void *acquire_other(magpool_t *p)
+{
+    if (p->diag_flags)
+        return diag_acquire(p, __builtin_return_address(0));
+    return mutex_pool_acquire(p);
+}
+
+static noinline void release_other(magpool_t *p, void *block)
+{
+    if (p->diag_flags)
+        diag_release(p, block, __builtin_return_address(0));
+    else
+        mutex_pool_release(p, block);
 }
 
 MAGPOOL_API void *magpool_acquire(magpool_t *p)
@@ -583,9 +593,7 @@ MAGPOOL_API void *magpool_acquire(magpool_t *p)
     }
     if (likely(p->mode == MODE_LOCKFREE))
         return cache_acquire_fast(p);
-    if (p->mode == MODE_LOCKFREE_CHECKED)
-        return acquire_checked(p);
-    return mutex_pool_acquire(p);
+    return acquire_other(p);
 }
 
 MAGPOOL_API void magpool_release(magpool_t *p, void *block)
@@ -596,8 +604,5 @@ MAGPOOL_API void magpool_release(magpool_t *p, void *block)
         cache_release_fast(p, block);
         return;
     }
-    if (p->mode == MODE_LOCKFREE_CHECKED)
-        release_checked(p, block);
-    else
-        mutex_pool_release(p, block);
+    release_other(p, block);
 }

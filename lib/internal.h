@@ -7,7 +7,9 @@
  *                 thread-exit flush; fork handlers
  *   depot.c       lock-free stacks of full / empty magazines (tagged index)
  *   slab.c        mmap'd slabs carved into blocks; growth; unmapping
- *   checked.c     MAGPOOL_CHECKED bookkeeping (double / foreign release)
+ *   diag.c        diagnostics: CHECKED (double / foreign / wrong-pool release,
+ *                 redzones, poison, acquire sites), ASan / valgrind, passthrough
+ *   faults.c      mmap fault injection (test hook)
  *   pool.c        create / destroy / public entry points, dispatch
  *   mutex_pool.c  the baseline: one lock around one free list
  *   stats.c       summing the per-thread counters
@@ -73,10 +75,17 @@ struct slab_set {
     size_t n, cap;
     size_t block_size, stride, align;
     bool checked, prefault;
+    bool keep_pages;    /* diag.c poison patterns live in idle blocks: trim
+                           must not madvise them away                     */
+    size_t redzone;     /* CHECKED: bytes after block_size (canary + site) */
     struct pool_hooks hooks;
     _Atomic size_t blocks_total;   /* written under the growth lock; read   */
     _Atomic size_t bytes_reserved; /* relaxed by stats (single writer)       */
 };
+
+/* Internal slab flag beside the public ones: blocks get a redzone (diag.c). */
+#define SLAB_REDZONE   (1u << 31)
+#define MAGPOOL_REDZONE 24u   /* >= 16 canary bytes + one site word        */
 
 int    slab_set_init(struct slab_set *s, size_t block_size, size_t align,
                      unsigned flags);
@@ -100,6 +109,15 @@ size_t slab_release_pages(struct slab_set *s, void **idle, size_t n, size_t *byt
  * -2 wrong state (double release / block handed out twice). */
 int    slab_mark_acquired(struct slab_set *s, void *block);
 int    slab_mark_released(struct slab_set *s, void *block);
+/* Where ptr lies: 1 at the start of a block, 0 inside one (*off = offset
+ * from the block start, *block = that block), -1 not in this set. *live
+ * (CHECKED only, else -1): the block's acquired bit. Takes rw for reading. */
+int    slab_lookup(struct slab_set *s, const void *ptr, void **block, size_t *off,
+                   int *live);
+/* faults.c: every slab mmap goes through here (a test hook can fail it). */
+void  *slab_mmap(size_t len, int flags);
+extern void magpool_test_fail_mmap(unsigned long nth, unsigned long count) hidden;
+extern unsigned long magpool_test_mmap_calls(void) hidden;
 
 /* --------------------------------------------------------------- magazines */
 
@@ -214,7 +232,10 @@ struct tcache {
 
 /* ------------------------------------------------------------------ pool */
 
-enum pool_mode { MODE_LOCKFREE = 0, MODE_LOCKFREE_CHECKED = 1, MODE_MUTEX = 2 };
+/* MODE_LOCKFREE_DIAG: the lock-free backend with any diagnostic on (diag.c:
+ * CHECKED, ASan poisoning, valgrind mempool requests, passthrough). The fast
+ * path tests only mode == MODE_LOCKFREE; everything else is off it. */
+enum pool_mode { MODE_LOCKFREE = 0, MODE_LOCKFREE_DIAG = 1, MODE_MUTEX = 2 };
 
 struct mutex_pool {
     pthread_mutex_t lock;
@@ -264,6 +285,11 @@ struct magpool {
     uint64_t trim_interval_ns, trim_age_ns, trim_due;
     bool trim_listed;
     _Atomic uint64_t uncached_acquires, uncached_releases;
+
+    /* Diagnostics (diag.c), read-only after create. diag_flags != 0 routes
+     * every acquire/release through diag_acquire/diag_release. */
+    unsigned diag_flags;        /* DIAG_* below                             */
+    struct pool_diag *diag;     /* name, leak sites, passthrough set; never NULL */
 };
 
 /* pool.c */
@@ -272,9 +298,33 @@ magpool_t *pool_create_hooked(const magpool_config_t *cfg, const struct pool_hoo
 extern uint64_t (*magpool_test_clock_ns)(void) hidden;
 uint64_t pool_clock_ns(void);
 size_t pool_grow_request(const magpool_t *p, size_t total);
-void   report_misuse(magpool_t *p, const char *what, void *block);
+
+/* diag.c */
+enum {
+    DIAG_CHECKED = MAGPOOL_DIAG_CHECKED,         /* live bitmap              */
+    DIAG_REDZONE = MAGPOOL_DIAG_REDZONE,         /* canary, poison, sites    */
+    DIAG_ASAN = MAGPOOL_DIAG_ASAN,               /* ASan shadow poisoning    */
+    DIAG_VALGRIND = MAGPOOL_DIAG_VALGRIND,       /* memcheck mempool requests */
+    DIAG_PASSTHROUGH = MAGPOOL_DIAG_PASSTHROUGH, /* malloc per acquire       */
+};
+/* Which diagnostics a new pool gets (config, environment, tools present). */
+unsigned diag_select(const magpool_config_t *cfg, const struct pool_hooks *hooks);
+/* Allocate p->diag and set p->slabs.hooks: the layered pool's own (given),
+ * or diag.c's carve / unmap hooks when blocks are poisoned. -1: no memory. */
+int    diag_pool_init(magpool_t *p, const struct pool_hooks *given);
+void   diag_pool_register(magpool_t *p);      /* after registry_add          */
+void   diag_pool_free(magpool_t *p);          /* first step of pool_free     */
+void   diag_destroy_report(magpool_t *p);     /* start of magpool_destroy    */
+void   diag_stats(magpool_t *p, magpool_stats_t *out);
+size_t diag_report_leaks(magpool_t *p, FILE *out);
+void  *diag_acquire(magpool_t *p, void *caller);
+void   diag_release(magpool_t *p, void *block, void *caller);
+/* Mutex backend, CHECKED: may the free list's next link be followed? */
+bool   diag_link_ok(magpool_t *p, void *next);
 
 /* cache.c */
+void  *cache_acquire_lockfree(magpool_t *p);          /* diag.c's way in     */
+void   cache_release_lockfree(magpool_t *p, void *block);
 void   cache_detach(magpool_t *p, struct tcache *tc);   /* registry lock held */
 void   cache_free_all(magpool_t *p);                    /* destroy            */
 size_t cache_flush_locked(magpool_t *p, struct tcache *tc, uint64_t stamp,
@@ -333,6 +383,10 @@ static inline struct tcache *tcache_lookup(const magpool_t *p)
 int    mutex_pool_init(magpool_t *p);
 void  *mutex_pool_acquire(magpool_t *p);
 void   mutex_pool_release(magpool_t *p, void *block);
+/* diag.c: as acquire; with CHECKED (bad != NULL) a free-list link that is
+ * not an idle block of the pool is not followed: the list is cut there and
+ * *bad is the block whose link was damaged (written after release). */
+void  *mutex_pool_take(magpool_t *p, void **bad);
 size_t mutex_pool_trim(magpool_t *p, uint64_t max_idle_ns);
 void   mutex_pool_stats(magpool_t *p, magpool_stats_t *out);
 void   mutex_pool_destroy(magpool_t *p);

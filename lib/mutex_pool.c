@@ -47,13 +47,21 @@ void mutex_pool_destroy(magpool_t *p)
     pthread_mutex_destroy(&p->mp.lock);
 }
 
-static void *mp_take_locked(magpool_t *p, bool *grew)
+static void *mp_take_locked(magpool_t *p, bool *grew, void **bad)
 {
     struct mutex_pool *mp = &p->mp;
     for (;;) {
         if (mp->free) {
             void *b = mp->free;
-            mp->free = *(void **)b;
+            void *next = *(void **)b;
+            if (unlikely(bad != NULL) && next && !diag_link_ok(p, next)) {
+                /* written after release: cut the list, lose its tail
+                 * rather than hand out whatever the link points at */
+                *bad = b;
+                next = NULL;
+                mp->nfree = 1;
+            }
+            mp->free = next;
             mp->nfree--;
             return b;
         }
@@ -68,18 +76,16 @@ static void *mp_take_locked(magpool_t *p, bool *grew)
     }
 }
 
-void *mutex_pool_acquire(magpool_t *p)
+void *mutex_pool_take(magpool_t *p, void **bad)
 {
     struct mutex_pool *mp = &p->mp;
     bool grew = false;
     pthread_mutex_lock(&mp->lock);
-    void *b = mp_take_locked(p, &grew);
+    void *b = mp_take_locked(p, &grew, bad);
     if (b) {
         counter_inc(&mp->acquires);
         if (grew)
             counter_inc(&p->misses);
-        if (p->slabs.checked && slab_mark_acquired(&p->slabs, b) != 0)
-            report_misuse(p, "block handed out while marked acquired (memory corruption?)", b);
     } else {
         int e = errno; /* ENOMEM, or a carve hook's own error */
         counter_inc(&p->failed);
@@ -89,22 +95,21 @@ void *mutex_pool_acquire(magpool_t *p)
     return b;
 }
 
+void *mutex_pool_acquire(magpool_t *p)
+{
+    return mutex_pool_take(p, NULL);
+}
+
+/* Checks (CHECKED) happen before, in diag_release. */
 void mutex_pool_release(magpool_t *p, void *block)
 {
     struct mutex_pool *mp = &p->mp;
     pthread_mutex_lock(&mp->lock);
-    int rc = p->slabs.checked ? slab_mark_released(&p->slabs, block) : 0;
-    if (rc == 0) {
-        *(void **)block = mp->free;
-        mp->free = block;
-        mp->nfree++;
-        counter_inc(&mp->releases);
-    }
+    *(void **)block = mp->free;
+    mp->free = block;
+    mp->nfree++;
+    counter_inc(&mp->releases);
     pthread_mutex_unlock(&mp->lock);
-    if (rc == -1)
-        report_misuse(p, "release of a pointer that is not a block of this pool", block);
-    else if (rc == -2)
-        report_misuse(p, "double release", block);
 }
 
 /* The baseline keeps no per-block ages (its free list links live in the

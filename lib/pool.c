@@ -50,13 +50,6 @@ size_t pool_grow_request(const magpool_t *p, size_t total)
     return n;
 }
 
-void report_misuse(magpool_t *p, const char *what, void *block)
-{
-    fprintf(stderr, "magpool: %s: pool %p, block %p (block size %zu)\n",
-            what, (void *)p, block, p->block_size);
-    errno = EINVAL;
-}
-
 /* Blocks per magazine when the caller leaves it to us: bigger magazines for
  * small blocks, where the depot trip costs most relative to the work. */
 static unsigned auto_magazine_size(size_t stride)
@@ -101,14 +94,9 @@ static int validate(const magpool_config_t *cfg, size_t *align_out)
     return 0;
 }
 
-static bool env_checked(void)
-{
-    const char *v = getenv("MAGPOOL_CHECKED");
-    return v != NULL && v[0] != '\0' && strcmp(v, "0") != 0;
-}
-
 static void pool_free(magpool_t *p)
 {
+    diag_pool_free(p);
     if (p->mode == MODE_MUTEX) {
         mutex_pool_destroy(p);
     } else {
@@ -151,7 +139,8 @@ magpool_t *pool_create_hooked(const magpool_config_t *cfg, const struct pool_hoo
         return NULL;
     }
     memset(p, 0, sizeof *p);
-    unsigned flags = cfg->flags | (env_checked() ? MAGPOOL_CHECKED : 0);
+    p->diag_flags = diag_select(cfg, hooks);
+    unsigned flags = cfg->flags | ((p->diag_flags & DIAG_CHECKED) ? MAGPOOL_CHECKED : 0);
     p->block_size = cfg->block_size;
     p->max_blocks = cfg->max_blocks;
     p->initial_blocks = cfg->max_blocks && cfg->initial_blocks > cfg->max_blocks
@@ -161,15 +150,20 @@ magpool_t *pool_create_hooked(const magpool_config_t *cfg, const struct pool_hoo
     if (cfg->backend == MAGPOOL_MUTEX)
         p->mode = MODE_MUTEX;
     else
-        p->mode = (flags & MAGPOOL_CHECKED) ? MODE_LOCKFREE_CHECKED : MODE_LOCKFREE;
+        p->mode = p->diag_flags ? MODE_LOCKFREE_DIAG : MODE_LOCKFREE;
 
-    if (slab_set_init(&p->slabs, cfg->block_size, align, flags) != 0) {
+    unsigned sflags = flags | ((p->diag_flags & DIAG_REDZONE) ? SLAB_REDZONE : 0);
+    if (slab_set_init(&p->slabs, cfg->block_size, align, sflags) != 0) {
         free(p);
         errno = ENOMEM;
         return NULL;
     }
-    if (hooks)
-        p->slabs.hooks = *hooks;
+    if (diag_pool_init(p, hooks) != 0) {
+        slab_set_destroy(&p->slabs);
+        free(p);
+        errno = ENOMEM;
+        return NULL;
+    }
     pthread_mutex_init(&p->grow_lock, NULL);
     int rc;
     if (p->mode == MODE_MUTEX) {
@@ -191,6 +185,7 @@ magpool_t *pool_create_hooked(const magpool_config_t *cfg, const struct pool_hoo
         errno = e;
         return NULL;
     }
+    diag_pool_register(p);
     return p;
 }
 
@@ -198,6 +193,7 @@ MAGPOOL_API void magpool_destroy(magpool_t *p)
 {
     if (p == NULL)
         return;
+    diag_destroy_report(p); /* outstanding blocks are reported, not lost */
     trimmer_forget(p);
     /* After this no exiting thread will flush into p, and no thread's
      * directory entry for p will be accepted again (uids are never reused). */
@@ -255,6 +251,10 @@ MAGPOOL_API int magpool_get_stats(magpool_t *p, magpool_stats_t *out)
     out->blocks_outstanding = out->acquires >= out->releases
                               ? (size_t)(out->acquires - out->releases) : 0;
     out->hits = out->acquires >= out->misses ? out->acquires - out->misses : 0;
+    diag_stats(p, out);
+    out->blocks_outstanding = out->acquires >= out->releases
+                              ? (size_t)(out->acquires - out->releases) : 0;
+    out->hits = out->acquires >= out->misses ? out->acquires - out->misses : 0;
     out->hit_rate = out->acquires ? (double)out->hits / (double)out->acquires : 0.0;
     return 0;
 }
@@ -266,13 +266,5 @@ MAGPOOL_API size_t magpool_block_size(const magpool_t *p)
 
 MAGPOOL_API size_t magpool_report_leaks(magpool_t *p, FILE *out)
 {
-    magpool_stats_t s;
-    if (magpool_get_stats(p, &s) != 0)
-        return 0;
-    fprintf(out ? out : stderr,
-            "magpool: pool %p: %zu block(s) of %zu bytes outstanding "
-            "(%llu acquired, %llu released)\n",
-            (void *)p, s.blocks_outstanding, p->block_size,
-            (unsigned long long)s.acquires, (unsigned long long)s.releases);
-    return s.blocks_outstanding;
+    return p ? diag_report_leaks(p, out) : 0;
 }

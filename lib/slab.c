@@ -28,7 +28,9 @@ int slab_set_init(struct slab_set *s, size_t block_size, size_t align, unsigned 
     memset(s, 0, sizeof *s);
     s->block_size = block_size;
     s->align = align;
-    s->stride = (block_size + align - 1) & ~(align - 1);
+    s->redzone = (flags & SLAB_REDZONE) ? MAGPOOL_REDZONE : 0;
+    s->keep_pages = s->redzone != 0;
+    s->stride = (block_size + s->redzone + align - 1) & ~(align - 1);
     s->checked = (flags & MAGPOOL_CHECKED) != 0;
     s->prefault = (flags & MAGPOOL_PREFAULT) != 0;
     atomic_init(&s->blocks_total, 0);
@@ -102,7 +104,7 @@ int slab_grow(struct slab_set *s, size_t min_blocks, size_t max_blocks,
         free(ov);
     }
     int mflags = MAP_PRIVATE | MAP_ANONYMOUS | (s->prefault ? MAP_POPULATE : 0);
-    char *map = mmap(NULL, len, PROT_READ | PROT_WRITE, mflags, -1, 0);
+    char *map = slab_mmap(len, mflags);
     if (map == MAP_FAILED) {
         errno = ENOMEM;
         return -1;
@@ -228,6 +230,26 @@ static int slab_mark(struct slab_set *s, void *block, bool acquired)
 }
 
 int slab_mark_acquired(struct slab_set *s, void *block) { return slab_mark(s, block, true); }
+
+int slab_lookup(struct slab_set *s, const void *ptr, void **block, size_t *off, int *live)
+{
+    int rc = -1;
+    *live = -1;
+    pthread_rwlock_rdlock(&s->rw);
+    ptrdiff_t k = slab_find(s, ptr);
+    if (k >= 0) {
+        struct slab *sl = &s->v[k];
+        size_t o = (size_t)((const char *)ptr - sl->first);
+        size_t i = o / s->stride;
+        *block = sl->first + i * s->stride;
+        *off = o % s->stride;
+        rc = *off == 0;
+        if (sl->live) /* acquire: pairs with slab_mark()'s acq_rel RMW */
+            *live = (atomic_load_acquire(&sl->live[i / 64]) >> (i % 64)) & 1;
+    }
+    pthread_rwlock_unlock(&s->rw);
+    return rc;
+}
 int slab_mark_released(struct slab_set *s, void *block) { return slab_mark(s, block, false); }
 
 static int cmp_ptr(const void *a, const void *b)
@@ -240,7 +262,7 @@ size_t slab_release_pages(struct slab_set *s, void **idle, size_t n, size_t *byt
 {
     size_t ps = page_size(), stride = s->stride, blocks = 0;
     *bytes = 0;
-    if (n == 0)
+    if (n == 0 || s->keep_pages)
         return 0;
     qsort(idle, n, sizeof *idle, cmp_ptr);
     /* Walk runs of adjacent idle blocks; give back the whole pages inside
