@@ -378,12 +378,9 @@ static noinline void release_attach(magpool_t *p, void *block)
     cache_release_slow(p, tc, block);
 }
 
-static inline void *cache_acquire_fast(magpool_t *p)
+/* The fast path proper, once the thread's cache of p is known. */
+static inline void *cache_acquire_tc(magpool_t *p, struct tcache *tc)
 {
-    struct tdir *d = magpool_tls_dir;
-    if (unlikely(!tdir_has(d, p)))
-        return acquire_attach(p);
-    struct tcache *tc = d->e[p->slot].tc;
     cache_enter(tc);
     if (likely(!steal_pending(tc)) && likely(tc->lrounds > 0)) {
         void *b = tc->loaded->rounds[--tc->lrounds];
@@ -394,14 +391,8 @@ static inline void *cache_acquire_fast(magpool_t *p)
     return cache_acquire_slow(p, tc);
 }
 
-static inline void cache_release_fast(magpool_t *p, void *block)
+static inline void cache_release_tc(magpool_t *p, struct tcache *tc, void *block)
 {
-    struct tdir *d = magpool_tls_dir;
-    if (unlikely(!tdir_has(d, p))) {
-        release_attach(p, block);
-        return;
-    }
-    struct tcache *tc = d->e[p->slot].tc;
     cache_enter(tc);
     if (likely(!steal_pending(tc)) && likely(tc->lrounds < tc->mrounds)) {
         tc->loaded->rounds[tc->lrounds++] = block;
@@ -410,6 +401,24 @@ static inline void cache_release_fast(magpool_t *p, void *block)
         return;
     }
     cache_release_slow(p, tc, block);
+}
+
+static inline void *cache_acquire_fast(magpool_t *p)
+{
+    struct tdir *d = magpool_tls_dir;
+    if (unlikely(!tdir_has(d, p)))
+        return acquire_attach(p);
+    return cache_acquire_tc(p, d->e[p->slot].tc);
+}
+
+static inline void cache_release_fast(magpool_t *p, void *block)
+{
+    struct tdir *d = magpool_tls_dir;
+    if (unlikely(!tdir_has(d, p))) {
+        release_attach(p, block);
+        return;
+    }
+    cache_release_tc(p, d->e[p->slot].tc, block);
 }
 
 struct tcache *cache_attach(magpool_t *p)
@@ -585,24 +594,52 @@ static noinline void release_other(magpool_t *p, void *block)
         mutex_pool_release(p, block);
 }
 
+/* Not served by the fast path: a plain lock-free pool this thread has not
+ * used yet, or any other mode. Tail calls all the way, so the diagnostic
+ * code still sees the application's call site as its return address. */
+static noinline void *acquire_miss(magpool_t *p)
+{
+    if (p->mode == MODE_LOCKFREE)
+        return acquire_attach(p);
+    return acquire_other(p);
+}
+
+static noinline void release_miss(magpool_t *p, void *block)
+{
+    if (p->mode == MODE_LOCKFREE)
+        release_attach(p, block);
+    else
+        release_other(p, block);
+}
+
+/*
+ * The public fast path. p->fast_slot is the pool's slot for a plain
+ * lock-free pool and UINT32_MAX for every other mode, so one bounds check
+ * against the thread's directory both finds the cache and rules out the
+ * mutex and diagnostic modes: no separate mode test.
+ */
 MAGPOOL_API void *magpool_acquire(magpool_t *p)
 {
     if (unlikely(p == NULL)) {
         errno = EINVAL;
         return NULL;
     }
-    if (likely(p->mode == MODE_LOCKFREE))
-        return cache_acquire_fast(p);
-    return acquire_other(p);
+    struct tdir *d = magpool_tls_dir;
+    uint32_t s = p->fast_slot;
+    if (likely(s < d->cap && d->e[s].uid == p->uid))
+        return cache_acquire_tc(p, d->e[s].tc);
+    return acquire_miss(p);
 }
 
 MAGPOOL_API void magpool_release(magpool_t *p, void *block)
 {
     if (unlikely(p == NULL || block == NULL))
         return;
-    if (likely(p->mode == MODE_LOCKFREE)) {
-        cache_release_fast(p, block);
+    struct tdir *d = magpool_tls_dir;
+    uint32_t s = p->fast_slot;
+    if (likely(s < d->cap && d->e[s].uid == p->uid)) {
+        cache_release_tc(p, d->e[s].tc, block);
         return;
     }
-    release_other(p, block);
+    release_miss(p, block);
 }

@@ -251,6 +251,7 @@ struct magpool {
     _Alignas(MAGPOOL_DESTRUCTIVE)
     enum pool_mode mode;
     uint32_t slot;              /* index in the registry / thread directories */
+    uint32_t fast_slot;         /* slot if mode == MODE_LOCKFREE, else UINT32_MAX */
     uint64_t uid;               /* never reused, tells pool incarnations apart */
     size_t block_size;
     size_t max_blocks;          /* 0 = unlimited                            */
