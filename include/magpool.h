@@ -28,8 +28,10 @@
  *      the pool are reclaimed by destroy and never touched again).
  *
  * Errors: functions that return a pointer return NULL and set errno; functions
- * that return int return 0 or -1 and set errno. Fast mode never prints and never
- * aborts. MAGPOOL_CHECKED mode reports misuse through the error handler
+ * that return int return 0 or -1 and set errno. Fast mode never aborts and
+ * prints nothing on any operation; the one report it makes is at
+ * magpool_destroy, when blocks are still outstanding (through the error
+ * handler, so it can be silenced). MAGPOOL_CHECKED mode reports misuse through the error handler
  * (magpool_set_error_handler; default: one line on stderr) and sets errno,
  * and still never aborts or corrupts the pool (unless MAGPOOL_ABORT_ON_ERROR
  * asks for an abort after the report). See "Diagnostics" below and
@@ -142,10 +144,14 @@ MAGPOOL_API magpool_config_t magpool_config_default(size_t block_size);
  *
  * @return the pool, or NULL with errno:
  *   - EINVAL: cfg NULL, block_size 0, align not a power of two (or > 1 MiB),
- *     grow_factor not > 1 (or NaN), max_blocks < initial_blocks is NOT an error
- *     (initial is capped), backend unknown, flags unknown, or block_size x
- *     blocks overflowing the address space;
+ *     grow_factor not > 1 (NaN and infinity included), backend unknown, flags
+ *     unknown, magazine_size > 4096, or block_size x initial_blocks (or x
+ *     max_blocks) overflowing the address space. max_blocks < initial_blocks
+ *     is not an error: the preallocation is capped.
  *   - ENOMEM: the preallocation could not be mapped.
+ * Slabs are whole pages and every block of a slab is carved, so blocks_total
+ * may exceed the requested count by less than a page's worth of blocks
+ * (never max_blocks).
  * Thread-safe.
  */
 MAGPOOL_API magpool_t *magpool_create(const magpool_config_t *cfg);
