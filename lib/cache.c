@@ -178,16 +178,9 @@ size_t cache_steal_locked(magpool_t *p, struct tcache *self,
  * the growth lock. 0, or -1 with errno ENOMEM (at the cap or mmap failed). */
 int cache_grow_locked(magpool_t *p)
 {
-    size_t total = atomic_load_relaxed(&p->slabs.blocks_total);
-    if (p->max_blocks && total >= p->max_blocks) {
-        errno = ENOMEM;
-        return -1;
-    }
-    size_t want = pool_grow_request(p, total);
-    size_t limit = p->max_blocks ? p->max_blocks - total : SIZE_MAX;
     char *first;
     size_t n;
-    if (slab_grow(&p->slabs, want, limit, &first, &n) != 0)
+    if (pool_map_slab(p, &first, &n) != 0)
         return -1;
     /* Push the highest addresses first: the stack then hands out the lowest
      * first, and each magazine pops its lowest block first. */
@@ -211,7 +204,6 @@ int cache_grow_locked(magpool_t *p)
         p->spill = b;
         p->nspill++;
     }
-    counter_inc(&p->grows);
     return 0;
 }
 

@@ -299,6 +299,7 @@ magpool_t *pool_create_hooked(const magpool_config_t *cfg, const struct pool_hoo
 extern uint64_t (*magpool_test_clock_ns)(void) hidden;
 uint64_t pool_clock_ns(void);
 size_t pool_grow_request(const magpool_t *p, size_t total);
+int    pool_map_slab(magpool_t *p, char **first, size_t *n);
 
 /* diag.c */
 enum {

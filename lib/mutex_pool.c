@@ -12,20 +12,12 @@
 
 static int mp_grow_locked(magpool_t *p)
 {
-    size_t total = atomic_load_relaxed(&p->slabs.blocks_total);
-    if (p->max_blocks && total >= p->max_blocks) {
-        errno = ENOMEM;
-        return -1;
-    }
-    size_t want = pool_grow_request(p, total);
-    size_t limit = p->max_blocks ? p->max_blocks - total : SIZE_MAX;
     char *first;
     size_t n;
-    if (slab_grow(&p->slabs, want, limit, &first, &n) != 0)
+    if (pool_map_slab(p, &first, &n) != 0)
         return -1;
     p->mp.bump = first;
     p->mp.bump_end = first + n * p->slabs.stride;
-    counter_inc(&p->grows); /* under mp.lock: one writer at a time */
     return 0;
 }
 

@@ -50,6 +50,26 @@ size_t pool_grow_request(const magpool_t *p, size_t total)
     return n;
 }
 
+/* Growth, shared by both backends (caller holds the pool's growth lock or
+ * the mutex backend's lock): map the next slab — the preallocation first,
+ * then total x (grow_factor - 1) blocks — never past max_blocks.
+ * 0, or -1 with errno (ENOMEM at the cap or when mmap fails; a carve hook's
+ * own error). */
+int pool_map_slab(magpool_t *p, char **first, size_t *n)
+{
+    size_t total = atomic_load_relaxed(&p->slabs.blocks_total);
+    if (p->max_blocks && total >= p->max_blocks) {
+        errno = ENOMEM;
+        return -1;
+    }
+    size_t want = pool_grow_request(p, total);
+    size_t limit = p->max_blocks ? p->max_blocks - total : SIZE_MAX;
+    if (slab_grow(&p->slabs, want, limit, first, n) != 0)
+        return -1;
+    counter_inc(&p->grows); /* under the growth lock: one writer at a time */
+    return 0;
+}
+
 /* Blocks per magazine when the caller leaves it to us: bigger magazines for
  * small blocks, where the depot trip costs most relative to the work. */
 static unsigned auto_magazine_size(size_t stride)
