@@ -172,19 +172,22 @@ struct site {
     void *pc[SITE_DEPTH];
 };
 static struct site sites[SITE_CAP];
-static int site_frames = -1;  /* MAGPOOL_BACKTRACE: frames kept (0 = call site only) */
+/* MAGPOOL_BACKTRACE: frames kept (0 = call site only); -1 = not read yet. */
+static _Atomic int site_frames = -1;
 
 static int backtrace_depth(void)
 {
-    int d = site_frames;
-    if (d < 0) { /* benign race: every thread computes the same value */
+    /* relaxed: a cache of a pure function of the environment; threads that
+     * race here compute and store the same value. */
+    int d = atomic_load_relaxed(&site_frames);
+    if (d < 0) {
         const char *v = getenv("MAGPOOL_BACKTRACE");
         d = v ? atoi(v) : SITE_DEPTH;
         if (d < 0)
             d = 0;
         if (d > SITE_DEPTH)
             d = SITE_DEPTH;
-        site_frames = d;
+        atomic_store_relaxed(&site_frames, d);
     }
     return d;
 }
