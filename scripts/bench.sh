@@ -4,7 +4,8 @@
 # file under results/, draw the plots into docs/img/ and refresh the results
 # section of docs/benchmarks.md.
 #
-#   scripts/bench.sh            full suite (about 15 minutes on 2 CPUs)
+#   scripts/bench.sh            full suite (about 10 minutes on 2 CPUs), then
+#                               bench_trim (reclamation: RSS and fast-path cost)
 #   scripts/bench.sh --quick    smoke run (under a minute once built);
 #                               plots go to build/bench/img, docs untouched
 #   scripts/bench.sh [--quick] -- ARGS...   extra magpool-bench options,
@@ -58,7 +59,7 @@ build=build/bench
 if [ ! -f "$build/build.ninja" ]; then
     meson setup "$build" --buildtype=release
 fi
-ninja -C "$build" bench/magpool-bench
+ninja -C "$build" bench/magpool-bench bench/bench_trim
 
 # 3. Where each peer allocator lives, from its package.
 preload=()
@@ -104,5 +105,11 @@ else
     python3 scripts/bench_plot.py "${merge[@]}" "$json"
 fi
 echo "bench.sh: results in $json"
+
+# 6. Reclamation: a 1 GiB burst released by an idle thread, trimmed; the
+# fast path with the background trimmer off and on (docs/benchmarks.md,
+# "Reclamation").
+trim_json=${json%.json}-trim.json
+"$build/bench/bench_trim" "${mode[@]}" --json "$trim_json" || status=$?
 [ $status -eq 0 ] || echo "bench.sh: some runs failed (exit $status); see the tables above" >&2
 exit $status
