@@ -120,8 +120,10 @@ typedef struct magpool_stats {
                                       threads' caches to honour max_blocks          */
     uint64_t threads;            /**< thread caches currently attached to the pool  */
     uint64_t bytes_returned;     /**< bytes given back to the OS by trim/clear so
-                                      far (munmap of idle slabs plus
-                                      madvise(MADV_DONTNEED) of idle pages)        */
+                                      far: the sum over calls of munmap'd slabs and
+                                      madvise(MADV_DONTNEED)'d idle pages (a page
+                                      madvised by one trim and unmapped with its
+                                      slab by a later one counts in both)          */
     size_t magazines;            /**< magazines allocated now (cache metadata)      */
     uint64_t errors;             /**< misuse reports made for this pool (CHECKED)   */
 } magpool_stats_t;

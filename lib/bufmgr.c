@@ -346,7 +346,7 @@ static noinline void *large_get(struct magpool_bufmgr *bm, size_t bytes, size_t 
                                 magpool_dtype_t dtype)
 {
     size_t len = (BM_HDR + bytes + bm->page - 1) & ~(bm->page - 1);
-    char *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    char *map = slab_mmap(len, MAP_PRIVATE | MAP_ANONYMOUS); /* fault-injectable */
     if (map == MAP_FAILED) {
         atomic_fetch_add_relaxed(&bm->large_failed, 1);
         errno = ENOMEM;

@@ -120,3 +120,20 @@ Test(faults, objpool_and_bufmgr_fail_cleanly, .fini = clear_fault)
     magpool_bufmgr_release(bm, buf);
     magpool_bufmgr_destroy(bm);
 }
+
+Test(faults, bufmgr_large_buffer_mmap_failure_is_enomem_and_recovers, .fini = clear_fault)
+{
+    magpool_bufmgr_t *bm = magpool_bufmgr_create(4);
+    cr_assert_not_null(bm);
+    size_t count = 2 * MAGPOOL_BUFMGR_MAX_CLASS; /* above the largest class: mmap'd */
+    magpool_test_fail_mmap(1, 1);
+    errno = 0;
+    cr_assert_null(magpool_bufmgr_get(bm, count, MAGPOOL_U8), "large get with mmap failing");
+    cr_assert_eq(errno, ENOMEM);
+    magpool_test_fail_mmap(0, 0);
+    double *buf = magpool_bufmgr_get(bm, count / 8, MAGPOOL_F64);
+    cr_assert_not_null(buf, "large get after the fault cleared");
+    buf[count / 8 - 1] = 1.0;
+    magpool_bufmgr_release(bm, buf);
+    magpool_bufmgr_destroy(bm);
+}
