@@ -131,6 +131,46 @@ size_t cache_flush_locked(magpool_t *p, struct tcache *tc, uint64_t stamp, struc
     return moved;
 }
 
+/*
+ * The steal protocol in two halves (caller holds the growth and
+ * registration locks). stop_owners_locked() flags every cache but `self`
+ * for which want(tc, arg) is true (all when want is NULL), issues one
+ * membarrier, and waits until none of their owners is inside a cache
+ * operation: they now wait on the growth lock. release_owners_locked() lets
+ * them go. Returns whether any cache was stopped.
+ */
+static bool stop_owners_locked(magpool_t *p, struct tcache *self,
+                               bool (*want)(struct tcache *, void *), void *arg)
+{
+    bool any = false;
+    for (struct tcache *tc = p->tcaches; tc; tc = tc->next) {
+        tc->victim = tc != self && (want == NULL || want(tc, arg));
+        if (!tc->victim)
+            continue;
+        /* relaxed: ordered before the owners' next check by heavy_fence(). */
+        atomic_store_relaxed(&tc->steal, 1);
+        any = true;
+    }
+    if (!any)
+        return false;
+    if (heavy_fence_available())
+        heavy_fence();
+    for (struct tcache *tc = p->tcaches; tc; tc = tc->next)
+        if (tc->victim)
+            /* acquire: pairs with cache_leave(); the owner's magazine writes
+             * happen-before ours. */
+            while (atomic_load_acquire(&tc->busy))
+                sched_yield();
+    return true;
+}
+
+static void release_owners_locked(magpool_t *p)
+{
+    for (struct tcache *tc = p->tcaches; tc; tc = tc->next)
+        if (tc->victim)
+            atomic_store_release(&tc->steal, 0); /* pairs with steal_pending() */
+}
+
 /* Take back the rounds parked in other threads' caches of p: every cache
  * but `self` for which want(tc, arg) is true (all of them when want is NULL).
  * Caller holds the growth lock (so at most one stealer runs, and the owner of
@@ -141,32 +181,15 @@ size_t cache_steal_locked(magpool_t *p, struct tcache *self,
                           struct mag **keep)
 {
     if (!heavy_fence_available())
-        return 0;
+        return 0; /* without the fence an owner could be inside its cache */
     size_t moved = 0;
     uint64_t now = pool_clock_ns();
     pthread_mutex_lock(&p->reg_lock);
-    bool any = false;
-    for (struct tcache *tc = p->tcaches; tc; tc = tc->next) {
-        tc->victim = tc != self && (want == NULL || want(tc, arg));
-        if (!tc->victim)
-            continue;
-        /* relaxed: ordered before the owners' next check by heavy_fence(). */
-        atomic_store_relaxed(&tc->steal, 1);
-        any = true;
-    }
-    if (any) {
-        heavy_fence();
-        for (struct tcache *tc = p->tcaches; tc; tc = tc->next) {
-            if (!tc->victim)
-                continue;
-            /* acquire: pairs with cache_leave(); the owner's magazine writes
-             * happen-before ours. */
-            while (atomic_load_acquire(&tc->busy))
-                sched_yield();
-            moved += cache_flush_locked(p, tc, want ? tc->trim_seen : now, keep);
-            /* release: pairs with steal_pending() in the owner. */
-            atomic_store_release(&tc->steal, 0);
-        }
+    if (stop_owners_locked(p, self, want, arg)) {
+        for (struct tcache *tc = p->tcaches; tc; tc = tc->next)
+            if (tc->victim)
+                moved += cache_flush_locked(p, tc, want ? tc->trim_seen : now, keep);
+        release_owners_locked(p);
     }
     pthread_mutex_unlock(&p->reg_lock);
     if (moved)
@@ -198,12 +221,8 @@ int cache_grow_locked(magpool_t *p)
         depot_push(&p->depot, &p->depot.full, m);
         done += k;
     }
-    for (; done < n; done++) { /* no magazine memory: spill the rest */
-        void *b = first + (n - 1 - done) * stride;
-        *(void **)b = p->spill;
-        p->spill = b;
-        p->nspill++;
-    }
+    for (; done < n; done++) /* no magazine memory: spill the rest */
+        spill_push_locked(p, first + (n - 1 - done) * stride);
     return 0;
 }
 
@@ -225,10 +244,7 @@ static void *take_block_locked(magpool_t *p, struct tcache *tc)
             b = full->rounds[--full->count];
             depot_push(&p->depot, full->count ? &p->depot.full : &p->depot.empty, full);
             counter_inc(&p->uncached_acquires);
-        } else if (p->spill) {
-            b = p->spill;
-            p->spill = *(void **)b;
-            p->nspill--;
+        } else if ((b = spill_pop_locked(p)) != NULL) {
             if (tc)
                 counter_inc(&tc->acquires);
             else
@@ -269,9 +285,7 @@ static noinline void *acquire_uncached(magpool_t *p)
 static void release_spill(magpool_t *p, void *block)
 {
     pthread_mutex_lock(&p->grow_lock);
-    *(void **)block = p->spill;
-    p->spill = block;
-    p->nspill++;
+    spill_push_locked(p, block);
     counter_inc(&p->uncached_releases);
     pthread_mutex_unlock(&p->grow_lock);
 }
@@ -503,35 +517,17 @@ void cache_flush_self(magpool_t *p)
     pthread_mutex_unlock(&p->grow_lock);
 }
 
-/* fork() prepare: with the growth and registration locks held, make every
- * other thread's cache of p quiescent (the steal protocol's first half):
- * their owners now wait on the growth lock, outside any cache operation. */
+/* fork() prepare (growth and registration locks held): stop every other
+ * thread's cache of p, so the child inherits them consistent. The parent
+ * handler lets them go again. */
 void cache_quiesce_locked(magpool_t *p, struct tcache *self)
 {
-    bool any = false;
-    for (struct tcache *tc = p->tcaches; tc; tc = tc->next) {
-        if (tc == self)
-            continue;
-        /* relaxed: ordered before the owners' next check by heavy_fence(). */
-        atomic_store_relaxed(&tc->steal, 1);
-        any = true;
-    }
-    if (!any)
-        return;
-    if (heavy_fence_available())
-        heavy_fence();
-    for (struct tcache *tc = p->tcaches; tc; tc = tc->next)
-        if (tc != self)
-            while (atomic_load_acquire(&tc->busy)) /* pairs with cache_leave() */
-                sched_yield();
+    stop_owners_locked(p, self, NULL, NULL);
 }
 
-/* fork() parent: let the stopped owners go again. */
-void cache_unquiesce_locked(magpool_t *p, struct tcache *self)
+void cache_unquiesce_locked(magpool_t *p)
 {
-    for (struct tcache *tc = p->tcaches; tc; tc = tc->next)
-        if (tc != self)
-            atomic_store_release(&tc->steal, 0); /* pairs with steal_pending() */
+    release_owners_locked(p);
 }
 
 /* In the child after fork(): every thread but the caller is gone; give their

@@ -293,6 +293,25 @@ struct magpool {
     struct pool_diag *diag;     /* name, leak sites, passthrough set; never NULL */
 };
 
+/* The spill list (growth lock held): idle blocks kept without a magazine
+ * (magazine memory ran out), linked through their first word. */
+static inline void spill_push_locked(magpool_t *p, void *b)
+{
+    *(void **)b = p->spill;
+    p->spill = b;
+    p->nspill++;
+}
+
+static inline void *spill_pop_locked(magpool_t *p)
+{
+    void *b = p->spill;
+    if (b) {
+        p->spill = *(void **)b;
+        p->nspill--;
+    }
+    return b;
+}
+
 /* pool.c */
 magpool_t *pool_create_hooked(const magpool_config_t *cfg, const struct pool_hooks *hooks);
 /* Monotonic clock for ages (trim), in ns; tests inject their own. */
@@ -339,7 +358,7 @@ size_t cache_trim(magpool_t *p, uint64_t max_idle_ns);
 void   cache_flush_self(magpool_t *p);
 void   cache_fork_child(magpool_t *p, struct tcache *mine);
 void   cache_quiesce_locked(magpool_t *p, struct tcache *self);
-void   cache_unquiesce_locked(magpool_t *p, struct tcache *self);
+void   cache_unquiesce_locked(magpool_t *p);
 int    cache_grow_locked(magpool_t *p);                 /* pool.c create      */
 struct tcache *cache_attach(magpool_t *p);              /* registry.c         */
 

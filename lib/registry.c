@@ -120,7 +120,7 @@ static void unlock_pool(magpool_t *p, bool child)
     } else {
         pthread_mutex_unlock(&p->depot.alloc_lock);
         if (!child) /* in the child the stopped threads do not exist */
-            cache_unquiesce_locked(p, tcache_lookup(p));
+            cache_unquiesce_locked(p);
         pthread_mutex_unlock(&p->reg_lock);
         pthread_mutex_unlock(&p->grow_lock);
     }

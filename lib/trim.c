@@ -156,11 +156,9 @@ size_t cache_trim(magpool_t *p, uint64_t max_idle_ns)
         if (m->stamp < oldest)
             oldest = m->stamp;
     }
-    while (p->spill) { /* blocks kept without a magazine: age unknown, take them */
-        idle[n++] = p->spill;
-        p->spill = *(void **)p->spill;
-        p->nspill--;
-    }
+    void *sb; /* blocks kept without a magazine: age unknown, take them */
+    while ((sb = spill_pop_locked(p)) != NULL)
+        idle[n++] = sb;
 
     size_t kept;
     size_t unmapped_bytes = atomic_load_relaxed(&p->slabs.bytes_reserved);
@@ -185,12 +183,8 @@ size_t cache_trim(magpool_t *p, uint64_t max_idle_ns)
         depot_push_stamped(&p->depot, &p->depot.full, e, stamp);
         done += k;
     }
-    for (; done < kept; done++) {
-        void *b = idle[kept - 1 - done];
-        *(void **)b = p->spill;
-        p->spill = b;
-        p->nspill++;
-    }
+    for (; done < kept; done++)
+        spill_push_locked(p, idle[kept - 1 - done]);
     free(idle);
     restore_young(&p->depot, &p->depot.full, &young);
 
