@@ -28,6 +28,7 @@
 #include "internal.h"
 
 void (*magpool_test_depot_pop_hook)(void);
+void (*magpool_test_depot_read_hook)(void);
 bool magpool_test_depot_no_tags;
 
 static inline uint64_t head_pack(uint32_t idx1, uint32_t tag)
@@ -201,6 +202,8 @@ struct mag *depot_pop(struct depot *d, struct mag_stack *s)
             old = atomic_load_acquire(&s->head);
             continue;
         }
+        if (unlikely(magpool_test_depot_read_hook != NULL))
+            magpool_test_depot_read_hook(); /* stalls here in stress_grace */
         /* relaxed: if m was popped and re-pushed since `old` was read, this
          * may be a newer link, but then the tag has moved and the CAS fails. */
         uint32_t next = atomic_load_relaxed(&m->next);

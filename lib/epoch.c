@@ -17,11 +17,11 @@
  * section, and the writer acquires it right after the grace period, which is
  * exactly the happens-before edge RCU guarantees (every read section that
  * existed when synchronize began has ended before it returns). If the grace
- * period is skipped (magpool_test_skip_grace_period, a test switch) the
- * acquire happens too early for readers still inside, and TSan reports their
- * reads against the free: stress/stress_trim --skip-grace-period 1 is
- * registered as must-fail in the TSan build to prove it (ASan cannot see
- * it: the stale read happens before the free, not after).
+ * period is skipped (magpool_test_skip_grace_period, a test switch), a
+ * reader stalled inside its section reads freed memory, which TSan and ASan
+ * report: stress/stress_grace --skip-grace-period 1 forces that
+ * interleaving with a test hook and is registered as must-fail in the TSan
+ * and ASan builds, while the same program with the grace period is clean.
  */
 #include <urcu/urcu-memb.h>
 

@@ -183,7 +183,8 @@ struct mag *depot_get_empty(struct depot *d);
 void        depot_retire(struct depot *d, struct mag *m);
 void        depot_mag_free(struct depot *d, struct mag *m);
 /* Test hooks (hidden; reached by white-box tests through the static lib). */
-extern void (*magpool_test_depot_pop_hook)(void) hidden;
+extern void (*magpool_test_depot_pop_hook)(void) hidden;  /* after reading next */
+extern void (*magpool_test_depot_read_hook)(void) hidden; /* before reading next */
 extern bool magpool_test_depot_no_tags hidden;
 
 /* ------------------------------------------------------------ epochs */
