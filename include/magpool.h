@@ -114,16 +114,20 @@ typedef struct magpool_stats {
     size_t bytes_reserved;       /**< mapped bytes (slabs)                          */
     double hit_rate;             /**< hits / acquires, 0 when none                  */
     /* Additions beyond the seed's counters (cache layer). */
-    uint64_t depot_gets;         /**< full magazines taken from the depot           */
-    uint64_t depot_puts;         /**< full magazines given to the depot             */
-    uint64_t steals;             /**< times parked blocks were taken back from other
-                                      threads' caches to honour max_blocks          */
+    uint64_t depot_gets;         /**< full magazines a thread cache took from the
+                                      depot                                         */
+    uint64_t depot_puts;         /**< non-empty magazines thread caches gave to the
+                                      depot: when full, and when flushed (thread
+                                      exit, magpool_thread_flush, trim, steals)     */
+    uint64_t steals;             /**< acquires at max_blocks that took parked blocks
+                                      back from other threads' caches (trim taking
+                                      idle caches back is not counted here)         */
     uint64_t threads;            /**< thread caches currently attached to the pool  */
-    uint64_t bytes_returned;     /**< bytes given back to the OS by trim/clear so
-                                      far: the sum over calls of munmap'd slabs and
-                                      madvise(MADV_DONTNEED)'d idle pages (a page
-                                      madvised by one trim and unmapped with its
-                                      slab by a later one counts in both)          */
+    uint64_t bytes_returned;     /**< resident memory given back to the OS by
+                                      trim/clear so far: pages resident when they
+                                      were munmap'd or madvise(MADV_DONTNEED)'d (a
+                                      page counts again only if it was touched
+                                      again in between)                             */
     size_t magazines;            /**< magazines allocated now (cache metadata)      */
     uint64_t errors;             /**< misuse reports made for this pool (CHECKED)   */
 } magpool_stats_t;
@@ -332,9 +336,12 @@ typedef enum {
     MAGPOOL_ERR_USE_AFTER_RELEASE,   /**< poison damaged: write after release
                                           (seen at the next acquire)            */
     MAGPOOL_ERR_LEAK,                /**< blocks still outstanding at destroy   */
-    MAGPOOL_ERR_STATE                /**< a block handed out while marked
+    MAGPOOL_ERR_STATE,               /**< a block handed out while marked
                                           acquired: pool state damaged (by a
                                           wild write), never by misuse alone    */
+    MAGPOOL_ERR_REENTRY              /**< a call made while the same thread was
+                                          inside magpool (a signal handler):
+                                          refused (since 0.2)                   */
 } magpool_error_kind_t;
 
 /** One report, passed to the error handler; valid during the call only. */

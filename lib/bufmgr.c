@@ -300,7 +300,7 @@ MAGPOOL_API magpool_bufmgr_t *magpool_bufmgr_create(size_t max_buffers)
 static noinline magpool_t *class_pool_slow(struct magpool_bufmgr *bm, unsigned c)
 {
     struct bm_class *k = &bm->cls[c];
-    pthread_mutex_lock(&bm->create_lock);
+    mutex_lock(&bm->create_lock);
     magpool_t *p = atomic_load_relaxed(&k->pool); /* create_lock orders it */
     if (p == NULL) {
         magpool_config_t cfg = magpool_config_default(k->stride);
@@ -358,7 +358,7 @@ static noinline void *large_get(struct magpool_bufmgr *bm, size_t bytes, size_t 
     h->dtype = (uint32_t)dtype;
     h->count = count;
     h->map_len = len;
-    pthread_mutex_lock(&bm->large_lock);
+    mutex_lock(&bm->large_lock);
     if (bm->nlarge == bm->large_cap) {
         size_t ncap = bm->large_cap ? 2 * bm->large_cap : 16;
         uintptr_t *nv = realloc(bm->large, ncap * sizeof *nv);
@@ -385,7 +385,7 @@ static noinline void *large_get(struct magpool_bufmgr *bm, size_t bytes, size_t 
 /* 0: was a live large buffer, now unmapped; -1: not one of ours. */
 static int large_release(struct magpool_bufmgr *bm, struct bhdr *h)
 {
-    pthread_mutex_lock(&bm->large_lock);
+    mutex_lock(&bm->large_lock);
     size_t pos = large_pos(bm, (uintptr_t)h);
     if (pos == bm->nlarge || bm->large[pos] != (uintptr_t)h) {
         pthread_mutex_unlock(&bm->large_lock);
@@ -555,7 +555,7 @@ MAGPOOL_API size_t magpool_bufmgr_clear_unused(magpool_bufmgr_t *bm, double max_
         return 0;
     }
     /* trim_lock: the freed counter's difference is ours alone. */
-    pthread_mutex_lock(&bm->trim_lock);
+    mutex_lock(&bm->trim_lock);
     size_t before = atomic_load_relaxed(&bm->freed);
     for (unsigned c = BM_NCLASS; c-- > 0;) {
         /* acquire: pairs with the release store in class_pool_slow. */

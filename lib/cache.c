@@ -10,36 +10,14 @@
  * is a handful of loads and stores to one cache line the thread owns: no lock,
  * no atomic read-modify-write.
  *
- * Stealing parked blocks (the asymmetric-fence protocol)
- * -------------------------------------------------------
- * With a hard cap, blocks parked in other threads' magazines must not make an
- * acquire fail, and trim/clear must reach the caches of idle threads. Another
- * thread must therefore be able to take blocks out of a cache whose owner
- * uses it without atomics. The owner brackets every cache operation with
+ * Another thread may take the rounds out of this cache (a steal at the cap,
+ * trim, fork): the owner brackets every cache operation with cache_enter /
+ * cache_leave and backs off when a steal is pending. The protocol, its
+ * fence and its rules are in steal.c; the lock order in docs/design.md.
  *
- *     busy = 1 (relaxed); compiler barrier; if (steal) -> slow path
- *     ... magazine work ...
- *     busy = 0 (release)
- *
- * and a stealer, holding the pool's growth lock, does
- *
- *     steal = 1; membarrier(PRIVATE_EXPEDITED); wait until busy == 0 (acquire)
- *     ... move the owner's rounds to the depot ...; steal = 0 (release)
- *
- * membarrier(2) makes every running thread of the process execute a full
- * memory barrier, so (Dekker) either the stealer sees the owner's busy = 1 and
- * waits, or the owner's next load of `steal` sees 1 and it backs off: it sets
- * busy = 0, takes and drops the growth lock (which the stealer holds until it
- * is done) and starts over. The owner's fast path pays two plain stores and
- * one plain load on its own line; the stealer pays a system call, only at the
- * cap or in trim/clear. The same technique underlies liburcu's membarrier
- * flavour and the JVM's biased locking. Every hand-off of magazine contents is
- * also a C11 release/acquire pair (busy, steal, the growth lock), so TSan sees
- * the happens-before edges and would report a broken protocol as a race.
- *
- * Rule that keeps it deadlock-free: a thread never blocks on a lock while its
- * busy flag is 1, except the magazine-allocation lock, which a stealer never
- * holds while it waits.
+ * Rules for this file: a thread never blocks on a lock with busy = 1 except
+ * the magazine-allocation lock (no stealer holds it while it waits), and
+ * never takes any lock inside an epoch read section.
  */
 #include <errno.h>
 #include <sched.h>
@@ -74,7 +52,7 @@ static inline bool steal_pending(struct tcache *tc)
 static noinline void wait_out_steal(magpool_t *p, struct tcache *tc)
 {
     cache_leave(tc);
-    pthread_mutex_lock(&p->grow_lock); /* held by the stealer until done */
+    mutex_lock(&p->grow_lock); /* held by the stealer until done */
     pthread_mutex_unlock(&p->grow_lock);
     cache_enter(tc);
 }
@@ -89,7 +67,8 @@ static inline void swap_magazines(struct tcache *tc)
     tc->prounds = r;
 }
 
-/* loaded and previous are both empty: trade one for a full one. */
+/* loaded and previous are both empty: trade one for a full one (from the
+ * depot, or one the caller stole). */
 static void install_full(magpool_t *p, struct tcache *tc, struct mag *full)
 {
     depot_push(&p->depot, &p->depot.empty, tc->previous);
@@ -97,104 +76,6 @@ static void install_full(magpool_t *p, struct tcache *tc, struct mag *full)
     tc->prounds = 0;
     tc->loaded = full;
     tc->lrounds = full->count;
-    counter_inc(&tc->depot_gets);
-}
-
-/* Give each non-empty magazine of tc to the depot in exchange for an empty
- * one. Caller holds the growth lock and either owns tc or has stopped its
- * owner (steal protocol). The magazines are stamped with `stamp`: trim
- * passes the thread's last observed activity, so they age from when the
- * thread last used them. If keep != NULL and *keep is NULL, the first
- * non-empty magazine goes to *keep instead of the depot (an at-cap stealer
- * keeps one, so that threads popping the depot without the growth lock
- * cannot take every stolen block before it does). Returns blocks moved. */
-size_t cache_flush_locked(magpool_t *p, struct tcache *tc, uint64_t stamp, struct mag **keep)
-{
-    size_t moved = 0;
-    struct mag **slot[2] = { &tc->loaded, &tc->previous };
-    uint32_t *rounds[2] = { &tc->lrounds, &tc->prounds };
-    for (int i = 0; i < 2; i++) {
-        if (*rounds[i] == 0)
-            continue;
-        struct mag *e = depot_get_empty(&p->depot);
-        if (e == NULL)
-            continue; /* out of memory: the rounds stay where they are */
-        (*slot[i])->count = *rounds[i];
-        if (keep && *keep == NULL)
-            *keep = *slot[i];
-        else
-            depot_push_stamped(&p->depot, &p->depot.full, *slot[i], stamp);
-        moved += *rounds[i];
-        *slot[i] = e;
-        *rounds[i] = 0;
-    }
-    return moved;
-}
-
-/*
- * The steal protocol in two halves (caller holds the growth and
- * registration locks). stop_owners_locked() flags every cache but `self`
- * for which want(tc, arg) is true (all when want is NULL), issues one
- * membarrier, and waits until none of their owners is inside a cache
- * operation: they now wait on the growth lock. release_owners_locked() lets
- * them go. Returns whether any cache was stopped.
- */
-static bool stop_owners_locked(magpool_t *p, struct tcache *self,
-                               bool (*want)(struct tcache *, void *), void *arg)
-{
-    bool any = false;
-    for (struct tcache *tc = p->tcaches; tc; tc = tc->next) {
-        tc->victim = tc != self && (want == NULL || want(tc, arg));
-        if (!tc->victim)
-            continue;
-        /* relaxed: ordered before the owners' next check by heavy_fence(). */
-        atomic_store_relaxed(&tc->steal, 1);
-        any = true;
-    }
-    if (!any)
-        return false;
-    if (heavy_fence_available())
-        heavy_fence();
-    for (struct tcache *tc = p->tcaches; tc; tc = tc->next)
-        if (tc->victim)
-            /* acquire: pairs with cache_leave(); the owner's magazine writes
-             * happen-before ours. */
-            while (atomic_load_acquire(&tc->busy))
-                sched_yield();
-    return true;
-}
-
-static void release_owners_locked(magpool_t *p)
-{
-    for (struct tcache *tc = p->tcaches; tc; tc = tc->next)
-        if (tc->victim)
-            atomic_store_release(&tc->steal, 0); /* pairs with steal_pending() */
-}
-
-/* Take back the rounds parked in other threads' caches of p: every cache
- * but `self` for which want(tc, arg) is true (all of them when want is NULL).
- * Caller holds the growth lock (so at most one stealer runs, and the owner of
- * `self` is the caller). `keep`: see cache_flush_locked(). Returns the number
- * of blocks moved. */
-size_t cache_steal_locked(magpool_t *p, struct tcache *self,
-                          bool (*want)(struct tcache *, void *), void *arg,
-                          struct mag **keep)
-{
-    if (!heavy_fence_available())
-        return 0; /* without the fence an owner could be inside its cache */
-    size_t moved = 0;
-    uint64_t now = pool_clock_ns();
-    pthread_mutex_lock(&p->reg_lock);
-    if (stop_owners_locked(p, self, want, arg)) {
-        for (struct tcache *tc = p->tcaches; tc; tc = tc->next)
-            if (tc->victim)
-                moved += cache_flush_locked(p, tc, want ? tc->trim_seen : now, keep);
-        release_owners_locked(p);
-    }
-    pthread_mutex_unlock(&p->reg_lock);
-    if (moved)
-        counter_inc(&p->steals); /* growth lock held: one writer */
-    return moved;
 }
 
 /* Map a new slab and carve it into full magazines on the depot. Caller holds
@@ -233,11 +114,14 @@ static void *take_block_locked(magpool_t *p, struct tcache *tc)
     bool grew = false, stole = false;
     struct mag *stolen = NULL;
     for (;;) {
+        bool from_depot = stolen == NULL;
         struct mag *full = stolen ? stolen : depot_pop(&p->depot, &p->depot.full);
         stolen = NULL;
         void *b = NULL;
         if (full && tc) {
             install_full(p, tc, full);
+            if (from_depot)
+                counter_inc(&tc->depot_gets);
             b = tc->loaded->rounds[--tc->lrounds];
             counter_inc(&tc->acquires);
         } else if (full) {
@@ -265,7 +149,8 @@ static void *take_block_locked(magpool_t *p, struct tcache *tc)
              * caught inside an operation (a popped magazine in hand) were
              * waited for. One more pass, then fail for real. */
             stole = true;
-            cache_steal_locked(p, tc, NULL, NULL, &stolen);
+            if (cache_steal_locked(p, tc, NULL, NULL, &stolen))
+                counter_inc(&p->steals); /* growth lock held: one writer */
             continue;
         }
         counter_inc(&p->failed);
@@ -276,7 +161,7 @@ static void *take_block_locked(magpool_t *p, struct tcache *tc)
 
 static noinline void *acquire_uncached(magpool_t *p)
 {
-    pthread_mutex_lock(&p->grow_lock);
+    mutex_lock(&p->grow_lock);
     void *b = take_block_locked(p, NULL);
     pthread_mutex_unlock(&p->grow_lock);
     return b;
@@ -284,7 +169,7 @@ static noinline void *acquire_uncached(magpool_t *p)
 
 static void release_spill(magpool_t *p, void *block)
 {
-    pthread_mutex_lock(&p->grow_lock);
+    mutex_lock(&p->grow_lock);
     spill_push_locked(p, block);
     counter_inc(&p->uncached_releases);
     pthread_mutex_unlock(&p->grow_lock);
@@ -308,17 +193,18 @@ static noinline void *cache_acquire_slow(magpool_t *p, struct tcache *tc)
             swap_magazines(tc);
             continue;
         }
-        epoch_read_lock(); /* trim may free magazines (depot.c) */
+        epoch_read_lock(&p->epoch, tc->reader); /* trim may free magazines */
         struct mag *full = depot_pop(&p->depot, &p->depot.full);
-        epoch_read_unlock();
+        epoch_read_unlock(&p->epoch, tc->reader);
         if (full) {
             install_full(p, tc, full);
+            counter_inc(&tc->depot_gets);
             continue;
         }
         /* The depot is dry: grow or steal under the growth lock. Never block
          * with busy set (a stealer holding the lock would wait for us). */
         cache_leave(tc);
-        pthread_mutex_lock(&p->grow_lock);
+        mutex_lock(&p->grow_lock);
         void *b = take_block_locked(p, tc);
         pthread_mutex_unlock(&p->grow_lock);
         return b;
@@ -343,12 +229,8 @@ static noinline void cache_release_slow(magpool_t *p, struct tcache *tc, void *b
             swap_magazines(tc);
             continue;
         }
-        /* Both full: previous goes to the depot, an empty one comes back.
-         * depot_get_empty may take the allocation lock, which no stealer
-         * holds while it waits for busy == 0. */
-        epoch_read_lock(); /* trim may free magazines (depot.c) */
-        struct mag *e = depot_get_empty(&p->depot);
-        epoch_read_unlock();
+        /* Both full: previous goes to the depot, an empty one comes back. */
+        struct mag *e = cache_get_empty(p, tc->reader);
         if (e == NULL)
             break;
         tc->previous->count = tc->prounds;
@@ -425,127 +307,6 @@ static inline void cache_release_fast(magpool_t *p, void *block)
         return;
     }
     cache_release_tc(p, d->e[p->slot].tc, block);
-}
-
-struct tcache *cache_attach(magpool_t *p)
-{
-    struct tcache *tc = aligned_alloc(MAGPOOL_DESTRUCTIVE,
-        (sizeof *tc + MAGPOOL_DESTRUCTIVE - 1) & ~(size_t)(MAGPOOL_DESTRUCTIVE - 1));
-    if (tc == NULL)
-        return NULL;
-    memset(tc, 0, sizeof *tc);
-    tc->mrounds = p->depot.rounds;
-    tc->pool = p;
-    tc->trim_seen = pool_clock_ns();
-    epoch_read_lock(); /* trim may free magazines (depot.c) */
-    tc->loaded = depot_get_empty(&p->depot);
-    tc->previous = tc->loaded ? depot_get_empty(&p->depot) : NULL;
-    epoch_read_unlock();
-    if (tc->previous == NULL) {
-        if (tc->loaded)
-            depot_push(&p->depot, &p->depot.empty, tc->loaded);
-        free(tc);
-        errno = ENOMEM;
-        return NULL;
-    }
-    pthread_mutex_lock(&p->reg_lock);
-    tc->next = p->tcaches;
-    if (p->tcaches)
-        p->tcaches->prev = tc;
-    p->tcaches = tc;
-    p->nthreads++;
-    pthread_mutex_unlock(&p->reg_lock);
-    return tc;
-}
-
-/* Return both magazines (whatever they hold) to the depot and forget tc.
- * Called by tc's owner at thread exit, or for an orphan after fork(). */
-static void detach_locked(magpool_t *p, struct tcache *tc, bool give_back)
-{
-    if (give_back) {
-        struct mag *m[2] = { tc->loaded, tc->previous };
-        uint32_t r[2] = { tc->lrounds, tc->prounds };
-        for (int i = 0; i < 2; i++) {
-            m[i]->count = r[i];
-            depot_push(&p->depot, r[i] ? &p->depot.full : &p->depot.empty, m[i]);
-        }
-    }
-    pthread_mutex_lock(&p->reg_lock);
-    if (tc->prev)
-        tc->prev->next = tc->next;
-    else
-        p->tcaches = tc->next;
-    if (tc->next)
-        tc->next->prev = tc->prev;
-    p->nthreads--;
-    /* relaxed loads: tc's owner is the caller (or gone); the counters only
-     * need their final values. */
-    p->retired_acquires += atomic_load_relaxed(&tc->acquires);
-    p->retired_releases += atomic_load_relaxed(&tc->releases);
-    p->retired_depot_gets += atomic_load_relaxed(&tc->depot_gets);
-    p->retired_depot_puts += atomic_load_relaxed(&tc->depot_puts);
-    pthread_mutex_unlock(&p->reg_lock);
-    free(tc);
-}
-
-void cache_detach(magpool_t *p, struct tcache *tc)
-{
-    pthread_mutex_lock(&p->grow_lock); /* no stealer may be inside tc */
-    detach_locked(p, tc, true);
-    pthread_mutex_unlock(&p->grow_lock);
-}
-
-void cache_free_all(magpool_t *p)
-{
-    struct tcache *tc = p->tcaches;
-    while (tc) {
-        struct tcache *next = tc->next;
-        free(tc);
-        tc = next;
-    }
-    p->tcaches = NULL;
-}
-
-void cache_flush_self(magpool_t *p)
-{
-    struct tcache *tc = tcache_lookup(p);
-    if (tc == NULL)
-        return;
-    pthread_mutex_lock(&p->grow_lock);
-    tc->trim_seen = pool_clock_ns(); /* flushed by an active thread: fresh */
-    cache_flush_locked(p, tc, tc->trim_seen, NULL);
-    pthread_mutex_unlock(&p->grow_lock);
-}
-
-/* fork() prepare (growth and registration locks held): stop every other
- * thread's cache of p, so the child inherits them consistent. The parent
- * handler lets them go again. */
-void cache_quiesce_locked(magpool_t *p, struct tcache *self)
-{
-    stop_owners_locked(p, self, NULL, NULL);
-}
-
-void cache_unquiesce_locked(magpool_t *p)
-{
-    release_owners_locked(p);
-}
-
-/* In the child after fork(): every thread but the caller is gone; give their
- * caches' blocks back. The prepare handler quiesced them, so none should be
- * busy; should one be (no membarrier on this kernel), forget it, losing its
- * rounds rather than risking a block handed out twice. Locks are free again
- * at this point. */
-void cache_fork_child(magpool_t *p, struct tcache *mine)
-{
-    pthread_mutex_lock(&p->grow_lock);
-    struct tcache *tc = p->tcaches;
-    while (tc) {
-        struct tcache *next = tc->next;
-        if (tc != mine)
-            detach_locked(p, tc, atomic_load_relaxed(&tc->busy) == 0);
-        tc = next;
-    }
-    pthread_mutex_unlock(&p->grow_lock);
 }
 
 /* ------------------------------------------------------- public fast path */

@@ -6,7 +6,7 @@
  * ABA. A popper reads head = A and A->next = B, and is preempted; others pop
  * A and B and push A back; a plain CAS(head, A, B) would then succeed and put
  * B, which someone now owns, back on the stack. The head therefore carries a
- * 32-bit tag that every successful CAS increments, packed with a 32-bit
+ * 40-bit tag that every successful CAS increments, packed with a 24-bit
  * magazine index into one 64-bit word, so a single-width CAS suffices (no
  * cmpxchg16b, which GCC routes through libatomic and TSan models poorly).
  *
@@ -30,19 +30,28 @@
 void (*magpool_test_depot_pop_hook)(void);
 void (*magpool_test_depot_read_hook)(void);
 bool magpool_test_depot_no_tags;
+bool magpool_test_mag_alloc_fails;
 
-static inline uint64_t head_pack(uint32_t idx1, uint32_t tag)
+static inline uint64_t head_pack(uint32_t idx1, uint64_t tag)
 {
-    return ((uint64_t)tag << 32) | idx1;
+    return (tag << MAG_INDEX_BITS) | idx1;
 }
 
-static inline uint32_t head_tag_next(uint64_t head)
+static inline uint32_t head_index(uint64_t head)
+{
+    return (uint32_t)(head & ((UINT64_C(1) << MAG_INDEX_BITS) - 1));
+}
+
+/* The tag takes the bits the index does not need: 40 of them, so a stalled
+ * popper is fooled only if exactly a multiple of 2^40 operations on one
+ * stack passed while it slept (the shift drops the carry out of the top). */
+static inline uint64_t head_tag_next(uint64_t head)
 {
     /* The no-tag switch exists only so the ABA regression tests can show
      * that they fail without tags (test/test_depot_aba.c, stress_depot). */
     if (unlikely(magpool_test_depot_no_tags))
         return 0;
-    return (uint32_t)(head >> 32) + 1;
+    return (head >> MAG_INDEX_BITS) + 1;
 }
 
 /* The magazine at index idx1 (1-based), or NULL if it was retired. */
@@ -91,16 +100,17 @@ void depot_destroy(struct depot *d)
 
 struct mag *depot_mag_alloc(struct depot *d)
 {
-    struct mag *m = aligned_alloc(MAGPOOL_DESTRUCTIVE, d->mag_stride);
+    struct mag *m = unlikely(magpool_test_mag_alloc_fails)
+                    ? NULL : aligned_alloc(MAGPOOL_DESTRUCTIVE, d->mag_stride);
     if (m == NULL) {
         errno = ENOMEM;
         return NULL;
     }
-    pthread_mutex_lock(&d->alloc_lock);
+    mutex_lock(&d->alloc_lock);
     uint32_t i;
     if (d->nfree_idx) {
         i = d->free_idx[--d->nfree_idx];
-    } else if (d->nidx < MAG_LEAVES * MAG_LEAF_SIZE) {
+    } else if (d->nidx < MAG_INDEX_MAX) {
         i = d->nidx++;
     } else {
         pthread_mutex_unlock(&d->alloc_lock);
@@ -138,7 +148,7 @@ struct mag *depot_mag_alloc(struct depot *d)
 void depot_retire(struct depot *d, struct mag *m)
 {
     uint32_t i = m->self - 1;
-    pthread_mutex_lock(&d->alloc_lock);
+    mutex_lock(&d->alloc_lock);
     if (d->nfree_idx == d->cap_free_idx) {
         uint32_t ncap = d->cap_free_idx ? 2 * d->cap_free_idx : 64;
         uint32_t *nf = realloc(d->free_idx, ncap * sizeof *nf);
@@ -179,7 +189,7 @@ void depot_push_stamped(struct depot *d, struct mag_stack *s, struct mag *m, uin
     do {
         /* relaxed: m is private until the CAS publishes it; the CAS's release
          * orders this store (and m->count, m->rounds) before the publication. */
-        atomic_store_relaxed(&m->next, (uint32_t)old);
+        atomic_store_relaxed(&m->next, head_index(old));
         new = head_pack(m->self, head_tag_next(old));
         /* release: pairs with the acquire load / acquire CAS in depot_pop(). */
     } while (!atomic_cas_weak_release(&s->head, &old, new));
@@ -192,7 +202,7 @@ struct mag *depot_pop(struct depot *d, struct mag_stack *s)
      * push's release sequence), making m->next readable below. */
     uint64_t old = atomic_load_acquire(&s->head);
     for (;;) {
-        uint32_t idx1 = (uint32_t)old;
+        uint32_t idx1 = head_index(old);
         if (idx1 == 0)
             return NULL;
         struct mag *m = mag_at(d, idx1);
@@ -204,6 +214,7 @@ struct mag *depot_pop(struct depot *d, struct mag_stack *s)
         }
         if (unlikely(magpool_test_depot_read_hook != NULL))
             magpool_test_depot_read_hook(); /* stalls here in stress_grace */
+        epoch_note_read(m); /* TSan: the reclamation edge (epoch.c) */
         /* relaxed: if m was popped and re-pushed since `old` was read, this
          * may be a newer link, but then the tag has moved and the CAS fails. */
         uint32_t next = atomic_load_relaxed(&m->next);

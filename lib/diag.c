@@ -149,7 +149,7 @@ static void *handler_ctx;
 
 MAGPOOL_API void magpool_set_error_handler(magpool_error_fn fn, void *ctx)
 {
-    pthread_mutex_lock(&handler_lock);
+    mutex_lock(&handler_lock);
     handler_fn = fn ? fn : default_handler;
     handler_ctx = fn ? ctx : NULL;
     pthread_mutex_unlock(&handler_lock);
@@ -283,27 +283,22 @@ static void site_format(const struct site *s, char *buf, size_t cap, const char 
 
 static pthread_mutex_t pools_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct pool_diag *pools;     /* every live pool, under pools_lock   */
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-
-/* fork(): the prepare handler runs before registry.c's (registered later),
- * so the lock order pools_lock -> a pool's slab rwlock holds across it. */
-static void diag_fork_prepare(void)
+/* fork(): called by registry.c's prepare handler, after the registry lock
+ * and before any pool's locks (docs/design.md, "Locks and grace periods"). */
+void diag_fork_prepare(void)
 {
-    pthread_mutex_lock(&pools_lock);
+    mutex_lock(&handler_lock);
+    mutex_lock(&pools_lock);
     for (struct pool_diag *d = pools; d; d = d->next)
-        pthread_mutex_lock(&d->lock);
+        mutex_lock(&d->lock);
 }
 
-static void diag_fork_release(void)
+void diag_fork_release(void)
 {
     for (struct pool_diag *d = pools; d; d = d->next)
         pthread_mutex_unlock(&d->lock);
     pthread_mutex_unlock(&pools_lock);
-}
-
-static void diag_atfork(void)
-{
-    pthread_atfork(diag_fork_prepare, diag_fork_release, diag_fork_release);
+    pthread_mutex_unlock(&handler_lock);
 }
 
 static int diag_carve(void *ctx, char *first, size_t n, size_t stride)
@@ -367,9 +362,8 @@ int diag_pool_init(magpool_t *p, const struct pool_hooks *given)
 
 void diag_pool_register(magpool_t *p)
 {
-    pthread_once(&atfork_once, diag_atfork);
     struct pool_diag *d = p->diag;
-    pthread_mutex_lock(&pools_lock);
+    mutex_lock(&pools_lock);
     d->next = pools;
     if (pools)
         pools->prev = d;
@@ -389,7 +383,7 @@ void diag_pool_free(magpool_t *p)
     struct pool_diag *d = p->diag;
     if (d == NULL)
         return;
-    pthread_mutex_lock(&pools_lock);
+    mutex_lock(&pools_lock);
     if (d->prev || d->next || pools == d) {
         if (d->prev)
             d->prev->next = d->next;
@@ -413,7 +407,7 @@ MAGPOOL_API int magpool_set_name(magpool_t *p, const char *name)
         errno = EINVAL;
         return -1;
     }
-    pthread_mutex_lock(&p->diag->lock);
+    mutex_lock(&p->diag->lock);
     snprintf(p->diag->name, sizeof p->diag->name, "%s", name ? name : "");
     pthread_mutex_unlock(&p->diag->lock);
     return 0;
@@ -433,7 +427,7 @@ MAGPOOL_API unsigned magpool_diagnostics(const magpool_t *p)
 static magpool_t *find_owner(magpool_t *p, const void *ptr, char *name, size_t cap)
 {
     magpool_t *owner = NULL;
-    pthread_mutex_lock(&pools_lock);
+    mutex_lock(&pools_lock);
     for (struct pool_diag *d = pools; d && !owner; d = d->next) {
         if (d->pool == p)
             continue;
@@ -442,7 +436,7 @@ static magpool_t *find_owner(magpool_t *p, const void *ptr, char *name, size_t c
         int live;
         if (slab_lookup(&d->pool->slabs, ptr, &blk, &off, &live) >= 0) {
             owner = d->pool;
-            pthread_mutex_lock(&d->lock);
+            mutex_lock(&d->lock);
             snprintf(name, cap, "%s", d->name);
             pthread_mutex_unlock(&d->lock);
         }
@@ -464,6 +458,8 @@ static const char *kind_text(magpool_error_kind_t k)
     case MAGPOOL_ERR_USE_AFTER_RELEASE:  return "write to a block after its release";
     case MAGPOOL_ERR_LEAK:               return "blocks still outstanding at destroy";
     case MAGPOOL_ERR_STATE:              return "block handed out while marked acquired (memory corruption?)";
+    case MAGPOOL_ERR_REENTRY:            return "call made while the same thread was inside magpool "
+                                                "(from a signal handler?); refused";
     }
     return "error";
 }
@@ -476,13 +472,28 @@ static bool abort_on_error(void)
     return v;
 }
 
+/* A re-entrant report (a signal handler interrupted this thread inside
+ * magpool) must not wait for a lock the interrupted code may hold: it takes
+ * them only if free, else goes without (name "?", the default handler). */
+static bool report_lock(pthread_mutex_t *m, bool reentrant)
+{
+    if (reentrant)
+        return pthread_mutex_trylock(m) == 0;
+    mutex_lock(m);
+    return true;
+}
+
 /* Fill in the common fields of *e, format its message, call the handler. */
 static noinline void report(magpool_t *p, magpool_error_t *e, uint32_t site)
 {
     char name[MAGPOOL_NAME_MAX], msg[1536], where[1024], extra[256];
-    pthread_mutex_lock(&p->diag->lock);
-    snprintf(name, sizeof name, "%s", p->diag->name);
-    pthread_mutex_unlock(&p->diag->lock);
+    bool reentrant = e->kind == MAGPOOL_ERR_REENTRY;
+    if (report_lock(&p->diag->lock, reentrant)) {
+        snprintf(name, sizeof name, "%s", p->diag->name);
+        pthread_mutex_unlock(&p->diag->lock);
+    } else {
+        snprintf(name, sizeof name, "?");
+    }
     e->pool = p;
     e->pool_name = name;
     struct site *s = site_get(site);
@@ -513,10 +524,13 @@ static noinline void report(magpool_t *p, magpool_error_t *e, uint32_t site)
              kind_text(e->kind), name, (void *)p, e->block, p->block_size, extra, where);
     e->message = msg;
     atomic_fetch_add_relaxed(&p->diag->errors, 1);
-    pthread_mutex_lock(&handler_lock);
-    magpool_error_fn fn = handler_fn;
-    void *ctx = handler_ctx;
-    pthread_mutex_unlock(&handler_lock);
+    magpool_error_fn fn = default_handler;
+    void *ctx = NULL;
+    if (report_lock(&handler_lock, reentrant)) {
+        fn = handler_fn;
+        ctx = handler_ctx;
+        pthread_mutex_unlock(&handler_lock);
+    }
     fn(e, ctx);
     if (abort_on_error())
         abort();
@@ -586,7 +600,7 @@ static void *pt_acquire(magpool_t *p, void *caller)
     void *b = NULL;
     if (n == NULL || posix_memalign(&b, p->slabs.align, p->block_size) != 0) {
         free(n);
-        pthread_mutex_lock(&d->lock);
+        mutex_lock(&d->lock);
         counter_inc(&p->failed); /* passthrough: only writer, under d->lock */
         pthread_mutex_unlock(&d->lock);
         errno = ENOMEM;
@@ -594,7 +608,7 @@ static void *pt_acquire(magpool_t *p, void *caller)
     }
     n->block = b;
     n->site = site;
-    pthread_mutex_lock(&d->lock);
+    mutex_lock(&d->lock);
     bool full = p->max_blocks && d->pt_live >= p->max_blocks;
     if (full || tsearch(n, &d->pt_root, pt_cmp) == NULL) {
         counter_inc(&p->failed);
@@ -614,7 +628,7 @@ static void pt_release(magpool_t *p, void *block)
 {
     struct pool_diag *d = p->diag;
     struct pt_block key = { .block = block };
-    pthread_mutex_lock(&d->lock);
+    mutex_lock(&d->lock);
     void **hit = tfind(&key, &d->pt_root, pt_cmp);
     struct pt_block *n = hit ? *hit : NULL;
     if (n) {
@@ -637,7 +651,62 @@ static void pt_release(magpool_t *p, void *block)
 
 /* ------------------------------------------------------ acquire/release */
 
+/*
+ * Re-entry (a signal handler calling into magpool while its thread was
+ * inside magpool: the functions are not async-signal-safe, like malloc).
+ * The fast path cannot afford to notice; diagnostic pools count the calls
+ * in progress on this thread and refuse a nested one: acquire returns NULL
+ * with errno EDEADLK, release leaves the block outstanding (reported as a
+ * leak later, never handed out twice). Any pool of the library counts, so a
+ * handler using pool B while its thread was inside pool A is refused too
+ * (A may hold locks B needs: the registry's, malloc's). A second
+ * thread-local variable, touched only on diagnostic paths.
+ */
+static __thread unsigned diag_depth __attribute__((tls_model("initial-exec")));
+void (*magpool_test_diag_inside_hook)(void); /* runs inside a call (tests) */
+
+static bool enter_call(magpool_t *p, const void *block)
+{
+    if (diag_depth != 0) {
+        magpool_error_t e = { .kind = MAGPOOL_ERR_REENTRY, .block = block };
+        report(p, &e, 0);
+        errno = EDEADLK;
+        return false;
+    }
+    diag_depth++;
+    compiler_barrier(); /* a signal handler on this thread sees it at once */
+    if (unlikely(magpool_test_diag_inside_hook != NULL))
+        magpool_test_diag_inside_hook();
+    return true;
+}
+
+static void leave_call(void)
+{
+    compiler_barrier();
+    diag_depth--;
+}
+
+static void *diag_acquire_in(magpool_t *p, void *caller);
+static void diag_release_in(magpool_t *p, void *block, void *caller);
+
 void *diag_acquire(magpool_t *p, void *caller)
+{
+    if (!enter_call(p, NULL))
+        return NULL;
+    void *b = diag_acquire_in(p, caller);
+    leave_call(); /* keeps errno */
+    return b;
+}
+
+void diag_release(magpool_t *p, void *block, void *caller)
+{
+    if (!enter_call(p, block))
+        return;
+    diag_release_in(p, block, caller);
+    leave_call();
+}
+
+static void *diag_acquire_in(magpool_t *p, void *caller)
 {
     unsigned f = p->diag_flags;
     if (f & DIAG_PASSTHROUGH)
@@ -678,7 +747,7 @@ void *diag_acquire(magpool_t *p, void *caller)
     return b;
 }
 
-void diag_release(magpool_t *p, void *block, void *caller)
+static void diag_release_in(magpool_t *p, void *block, void *caller)
 {
     (void)caller;
     unsigned f = p->diag_flags;
@@ -742,7 +811,7 @@ void diag_stats(magpool_t *p, magpool_stats_t *out)
     struct pool_diag *d = p->diag;
     out->errors = atomic_load_relaxed(&d->errors);
     if (p->diag_flags & DIAG_PASSTHROUGH) {
-        pthread_mutex_lock(&d->lock);
+        mutex_lock(&d->lock);
         out->acquires += atomic_load_relaxed(&d->pt_acquires);
         out->releases += atomic_load_relaxed(&d->pt_releases);
         pthread_mutex_unlock(&d->lock);
@@ -801,7 +870,7 @@ static bool tally_sites(magpool_t *p, struct site_tally *t)
 {
     unsigned f = p->diag_flags;
     if (f & DIAG_PASSTHROUGH) {
-        pthread_mutex_lock(&p->diag->lock);
+        mutex_lock(&p->diag->lock);
         twalk_r(p->diag->pt_root, pt_walk, t);
         pthread_mutex_unlock(&p->diag->lock);
     } else if (f & DIAG_REDZONE) {
@@ -834,7 +903,7 @@ size_t diag_report_leaks(magpool_t *p, FILE *out)
     if (out == NULL)
         out = stderr;
     char name[MAGPOOL_NAME_MAX];
-    pthread_mutex_lock(&p->diag->lock);
+    mutex_lock(&p->diag->lock);
     snprintf(name, sizeof name, "%s", p->diag->name);
     pthread_mutex_unlock(&p->diag->lock);
     fprintf(out, "magpool: pool \"%s\" (%p): %zu block(s) of %zu bytes outstanding "

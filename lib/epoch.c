@@ -1,92 +1,240 @@
 /*
- * Epoch-based reclamation for depot magazines, over liburcu's membarrier
- * flavour (urcu-memb).
+ * Epoch-based reclamation of depot magazines, over Concurrency Kit's
+ * ck_epoch, one private domain per pool.
  *
- * Why urcu-memb: its read side is a thread-local nesting counter and a
- * compiler barrier, no fence (the writer's membarrier(2) supplies the
- * ordering), and it needs no quiescent-state reports from idle threads —
- * unlike QSBR, where a thread that stops calling into the pool would stall
- * every grace period. ck_epoch's begin/end issue a full fence each time. Our
- * read sections sit on the depot path (once per M operations), never on the
- * magazine fast path, so any of them would do; memb is the cheapest and the
- * only one whose idle threads cost nothing. See docs/design.md.
+ * Why ck_epoch, and why private domains (docs/design.md, "Which epochs"):
+ *   - A host program that uses liburcu or ck_epoch for its own structures
+ *     must be able to use magpool from the same threads. liburcu's flavours
+ *     keep one process-wide registration per thread (registering twice
+ *     asserts), and a host's read section or grace period would be entangled
+ *     with ours. A ck_epoch domain is a plain object: ours cannot meet the
+ *     host's, whatever the host does.
+ *   - Records are memory we own (a pointer in the thread's cache), not TLS
+ *     inside another library: a thread that exits without unregistering
+ *     leaves an inactive record behind, never a dangling pointer that a
+ *     later grace period would walk.
+ *   - Registration is a lock-free push, done under the pool's registration
+ *     lock, which fork()'s prepare handler holds: a child never inherits a
+ *     half-registered reader or a runtime lock held by a vanished thread.
+ *   - Per pool: a trim of one pool waits only for readers of that pool.
+ * The price: ck_epoch_begin executes a full fence where urcu-memb's read
+ * lock has none. Read sections sit on the depot path (at most once per M
+ * cache operations), never on the magazine fast path.
  *
- * ThreadSanitizer. liburcu 0.13 is not instrumented and its atomics are
- * inline asm, so TSan cannot see that synchronize_rcu() waits for readers.
- * We tell it: each reader releases `tsan_grace` just before leaving its read
- * section, and the writer acquires it right after the grace period, which is
- * exactly the happens-before edge RCU guarantees (every read section that
- * existed when synchronize began has ended before it returns). If the grace
- * period is skipped (magpool_test_skip_grace_period, a test switch), a
- * reader stalled inside its section reads freed memory, which TSan and ASan
- * report: stress/stress_grace --skip-grace-period 1 forces that
- * interleaving with a test hook and is registered as must-fail in the TSan
- * and ASan builds, while the same program with the grace period is clean.
+ * Rules (docs/design.md, "Locks and grace periods"): a read section takes no
+ * lock and waits for nothing; epoch_synchronize() is called with the pool's
+ * growth lock held and never inside a read section.
+ *
+ * ThreadSanitizer. ck_pr's atomics are inline asm, invisible to TSan, so two
+ * things are stated explicitly, per object:
+ *   - the reclamation edge: a reader releases each magazine it read inside
+ *     its section (epoch_note_read) just before leaving it; the reclaimer
+ *     acquires each magazine it frees right after the grace period
+ *     (epoch_before_free). stress_grace shows TSan and ASan still report the
+ *     use after free when the grace period is skipped, and stress_tsan_edges
+ *     that a race on unrelated data is still reported across a read section.
+ *   - the lock graph: a read section is a shared hold and a grace-period wait
+ *     an exclusive lock + unlock of one virtual reader-writer lock per
+ *     domain, fed to TSan's deadlock detector with the sync effects switched
+ *     off, so a lock taken inside a read section while someone waits for a
+ *     grace period holding that lock is reported as a lock-order inversion
+ *     (stress_lockgraph), deterministically, even when the two never overlap.
  */
-#include <urcu/urcu-memb.h>
+#include <errno.h>
+#include <sched.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ck_pr.h>
+#include <ck_stack.h>
 
 #include "internal.h"
+#include "sanitize.h"
 
-#if defined(__SANITIZE_THREAD__)
-#define MAGPOOL_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define MAGPOOL_TSAN 1
-#endif
+bool magpool_test_skip_grace_period;
+
+/* ---------------------------------------------- sanitizer bookkeeping */
+
+#if defined(MAGPOOL_TSAN) || defined(MAGPOOL_LOCK_ASSERTS)
+/* Sanitizer builds only: per-thread state of the checks below. */
+static __thread unsigned read_depth;
 #endif
 
 #ifdef MAGPOOL_TSAN
-#include <sanitizer/tsan_interface.h>
-static char tsan_grace; /* a synchronisation object for TSan only */
-#define tsan_release_grace() __tsan_release(&tsan_grace)
-#define tsan_acquire_grace() __tsan_acquire(&tsan_grace)
-#else
-#define tsan_release_grace() ((void)0)
-#define tsan_acquire_grace() ((void)0)
+#define NOTE_MAX 16
+static __thread const void *noted[NOTE_MAX];
+static __thread unsigned nnoted;
+
+/* The grace period as a virtual rwlock (see the top of this file). */
+static void gp_model(struct epoch_domain *d, unsigned flags)
+{
+    AnnotateIgnoreSyncBegin(__FILE__, __LINE__);
+    __tsan_mutex_pre_lock(&d->gp_model, flags);
+    __tsan_mutex_post_lock(&d->gp_model, flags, 0);
+    AnnotateIgnoreSyncEnd(__FILE__, __LINE__);
+}
+
+static void gp_model_end(struct epoch_domain *d, unsigned flags)
+{
+    AnnotateIgnoreSyncBegin(__FILE__, __LINE__);
+    __tsan_mutex_pre_unlock(&d->gp_model, flags);
+    __tsan_mutex_post_unlock(&d->gp_model, flags);
+    AnnotateIgnoreSyncEnd(__FILE__, __LINE__);
+}
 #endif
 
-bool magpool_test_skip_grace_period;
-static bool forked; /* set in the fork child, single-threaded there */
+bool magpool_test_lock_asserts_off;
 
-bool epoch_usable(void)
+void epoch_check_no_read_section(const char *lock)
 {
-    return !forked;
+#ifdef MAGPOOL_LOCK_ASSERTS
+    if (read_depth != 0 && !magpool_test_lock_asserts_off) {
+        fprintf(stderr, "magpool: lock %s taken inside an epoch read section "
+                        "(docs/design.md, \"Locks and grace periods\")\n", lock);
+        abort(); /* sanitizer builds only: a broken rule of the library */
+    }
+#else
+    (void)lock;
+#endif
 }
 
-void epoch_fork_child(void)
+void epoch_note_read(const void *obj)
 {
-    forked = true;
+#ifdef MAGPOOL_TSAN
+    if (read_depth == 0)
+        return; /* growth lock held: no reclaimer can run beside us */
+    if (nnoted < NOTE_MAX)
+        noted[nnoted++] = obj;
+    else
+        tsan_release(obj); /* early, hence weaker than needed: still sound */
+#else
+    (void)obj;
+#endif
 }
 
-/* Whether this thread is registered with liburcu. A plain TLS bool would be
- * a second thread-local variable; the thread directory (registry.c) already
- * exists exactly for registered threads, so registration is tied to it:
- * online when a thread creates its directory, offline when the directory is
- * torn down at thread exit. */
-void epoch_thread_online(void)
+void epoch_before_free(const void *obj)
 {
-    urcu_memb_register_thread();
+    tsan_acquire(obj); /* pairs with the reader's release in epoch_read_unlock */
 }
 
-void epoch_thread_offline(void)
+/* ---------------------------------------------------------- domains */
+
+int epoch_domain_init(struct epoch_domain *d)
 {
-    urcu_memb_unregister_thread();
+    memset(d, 0, sizeof *d);
+    ck_epoch_init(&d->ck);
+    return 0;
 }
 
-void epoch_read_lock(void)
+static ck_epoch_record_t *record_of(ck_stack_entry_t *e)
 {
-    urcu_memb_read_lock();
+    return (ck_epoch_record_t *)((char *)e - offsetof(ck_epoch_record_t, record_next));
 }
 
-void epoch_read_unlock(void)
+void epoch_domain_destroy(struct epoch_domain *d)
 {
-    tsan_release_grace();
-    urcu_memb_read_unlock();
+    /* No thread uses the pool any more (destroy's contract). */
+    ck_stack_entry_t *e = CK_STACK_FIRST(&d->ck.records);
+    while (e) {
+        ck_stack_entry_t *next = CK_STACK_NEXT(e);
+        free(record_of(e));
+        e = next;
+    }
+#ifdef MAGPOOL_TSAN
+    __tsan_mutex_destroy(&d->gp_model, 0);
+#endif
 }
 
-void epoch_synchronize(void)
+/* Caller holds the pool's registration lock. */
+ck_epoch_record_t *epoch_reader_get(struct epoch_domain *d)
 {
+    ck_epoch_record_t *r = ck_epoch_recycle(&d->ck, NULL);
+    if (r != NULL)
+        return r;
+    size_t sz = (sizeof *r + MAGPOOL_DESTRUCTIVE - 1) & ~(size_t)(MAGPOOL_DESTRUCTIVE - 1);
+    r = aligned_alloc(MAGPOOL_DESTRUCTIVE, sz);
+    if (r == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    ck_epoch_register(&d->ck, r, NULL);
+    return r;
+}
+
+/* Caller holds the pool's registration lock; r is in no read section. */
+void epoch_reader_put(ck_epoch_record_t *r)
+{
+    ck_epoch_unregister(r);
+}
+
+/* ---------------------------------------------------- read sections */
+
+void epoch_read_lock(struct epoch_domain *d, ck_epoch_record_t *r)
+{
+#ifdef MAGPOOL_TSAN
+    gp_model(d, __tsan_mutex_read_lock);
+#else
+    (void)d;
+#endif
+#if defined(MAGPOOL_TSAN) || defined(MAGPOOL_LOCK_ASSERTS)
+    read_depth++;
+#endif
+    ck_epoch_begin(r, NULL);
+}
+
+void epoch_read_unlock(struct epoch_domain *d, ck_epoch_record_t *r)
+{
+#ifdef MAGPOOL_TSAN
+    /* Done with every magazine read in this section: the reclaimer's
+     * acquire after the grace period pairs with these. */
+    for (unsigned i = 0; i < nnoted; i++)
+        tsan_release(noted[i]);
+    nnoted = 0;
+#endif
+    ck_epoch_end(r, NULL);
+#if defined(MAGPOOL_TSAN) || defined(MAGPOOL_LOCK_ASSERTS)
+    read_depth--;
+#endif
+#ifdef MAGPOOL_TSAN
+    gp_model_end(d, __tsan_mutex_read_lock);
+#else
+    (void)d;
+#endif
+}
+
+/* ck_epoch spins on a reader that has not left its section; on a machine
+ * with fewer cores than threads that reader may be waiting for our core. */
+static void wait_yield(ck_epoch_t *e, ck_epoch_record_t *r, void *ctx)
+{
+    (void)e, (void)r, (void)ctx;
+    sched_yield();
+}
+
+void epoch_synchronize(struct epoch_domain *d)
+{
+    epoch_check_no_read_section("(grace-period wait)");
+#ifdef MAGPOOL_TSAN
+    gp_model(d, 0);
+    gp_model_end(d, 0);
+#endif
     if (!magpool_test_skip_grace_period)
-        urcu_memb_synchronize_rcu();
-    tsan_acquire_grace();
+        ck_epoch_synchronize_wait(&d->ck, wait_yield, NULL);
+}
+
+/* In the child of fork(): only the calling thread exists. Orphaned caches'
+ * readers were unregistered by their reclamation (cache_fork_child); a
+ * reader that was registered but not yet attached to a cache when the fork
+ * happened may have been caught inside a section: mark every record but
+ * `keep` inactive, so grace periods in the child end. (Written with ck_pr
+ * stores: the owners are gone, and no one else reads these records now.) */
+void epoch_fork_child(struct epoch_domain *d, ck_epoch_record_t *keep)
+{
+    ck_stack_entry_t *e;
+    CK_STACK_FOREACH(&d->ck.records, e) {
+        ck_epoch_record_t *r = record_of(e);
+        if (r != keep)
+            ck_pr_store_uint(&r->active, 0);
+    }
 }

@@ -3,9 +3,14 @@
  * (after mimalloc's types.h). Layers, top to bottom (docs/design.md):
  *
  *   cache.c       per-thread cache of two magazines per pool (fast path)
+ *   tcache.c      thread caches' life cycle: attach, detach, fork child
+ *   steal.c       taking rounds out of other threads' caches (asymmetric
+ *                 fence: membarrier)
  *   registry.c    which pools exist; each thread's directory of its caches;
- *                 thread-exit flush; fork handlers
+ *                 thread-exit flush; fork handlers (the lock order)
  *   depot.c       lock-free stacks of full / empty magazines (tagged index)
+ *   epoch.c       epoch-based reclamation of magazines (ck_epoch)
+ *   trim.c        giving idle memory back; trimmer.c its background thread
  *   slab.c        mmap'd slabs carved into blocks; growth; unmapping
  *   diag.c        diagnostics: CHECKED (double / foreign / wrong-pool release,
  *                 redzones, poison, acquire sites), ASan / valgrind, passthrough
@@ -21,6 +26,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <ck_epoch.h>
 
 #include "atomic.h"
 #include "magpool.h"
@@ -47,6 +54,8 @@ struct slab {
     char *first;        /* first block (aligned)                             */
     size_t nblocks;
     _Atomic uint64_t *live; /* CHECKED: one bit per block, 1 = acquired     */
+    uint64_t *spilled;  /* one bit per block, 1 = idle in the spill set      */
+    size_t nspilled;    /* (both under the owning pool's growth lock)        */
 };
 
 /*
@@ -96,13 +105,25 @@ int    slab_grow(struct slab_set *s, size_t min_blocks, size_t max_blocks,
                  char **first, size_t *nblocks);
 /* idle[0..n) are idle blocks owned by the caller. Slabs whose every block is
  * in idle[] are unmapped; the survivors are compacted to the front of idle[].
- * Returns the number of blocks unmapped; *kept = survivors. */
-size_t slab_reclaim(struct slab_set *s, void **idle, size_t n, size_t *kept);
+ * Returns the number of blocks unmapped; *kept = survivors; *resident = the
+ * bytes of the unmapped slabs that were resident (given back to the OS). */
+size_t slab_reclaim(struct slab_set *s, void **idle, size_t n, size_t *kept,
+                    size_t *resident);
+
+/* The spill set (lock-free backend, growth lock held): idle blocks parked
+ * without a magazine because magazine memory ran out. One bit per block,
+ * allocated with the slab, so parking a block neither writes into it (an
+ * ObjectPool's idle objects are constructed, a BufferManager block starts
+ * with an atomic header) nor needs memory. add: false if block lies in no
+ * slab (not ours: dropped). take: a parked block, or NULL. */
+bool   slab_spill_add(struct slab_set *s, void *block);
+void  *slab_spill_take(struct slab_set *s);
 
 /* idle[0..n) are idle blocks owned by the caller that hold no pool data
  * (lock-free backend). Sorts idle[] and madvise(MADV_DONTNEED)s every page
  * lying wholly inside a run of idle blocks. Returns the number of blocks
- * whose memory went back to the OS; *bytes = bytes returned. */
+ * whose memory went back to the OS; *bytes = the bytes of those pages that
+ * were resident (given back to the OS). */
 size_t slab_release_pages(struct slab_set *s, void **idle, size_t n, size_t *bytes);
 
 /* CHECKED mode: 0 ok; -1 not a block of this pool (foreign or misaligned);
@@ -134,11 +155,13 @@ struct mag {
     void *rounds[];
 };
 
-/* A Treiber stack head: (tag << 32) | (index+1). Every successful CAS bumps
- * the tag, so a head that went A -> B -> A between a popper's load and its CAS
- * no longer compares equal (ABA). 32-bit tags wrap after 2^32 operations on
- * one stack; a popper would have to stall across exactly a multiple of that
- * (Folly's IndexedMemPool makes the same trade). */
+/* A Treiber stack head: (tag << MAG_INDEX_BITS) | (index+1). Every
+ * successful CAS bumps the 40-bit tag, so a head that went A -> B -> A
+ * between a popper's load and its CAS no longer compares equal (ABA). Tags
+ * wrap after 2^40 operations on one stack; a popper would have to stall
+ * across exactly a multiple of that (Folly's IndexedMemPool makes the same
+ * trade with 32 bits). */
+#define MAG_INDEX_BITS 24u
 struct mag_stack {
     _Alignas(MAGPOOL_DESTRUCTIVE) _Atomic uint64_t head;
 };
@@ -148,7 +171,8 @@ struct mag_stack {
  * frees a magazine, and reused by later allocations). */
 #define MAG_LEAF_BITS 12u
 #define MAG_LEAF_SIZE (1u << MAG_LEAF_BITS)
-#define MAG_LEAVES    4096u                        /* 2^24 magazines at most */
+#define MAG_LEAVES    4096u                        /* 2^24 index slots        */
+#define MAG_INDEX_MAX ((1u << MAG_INDEX_BITS) - 1) /* index+1 fits the head   */
 
 typedef _Atomic(struct mag *) mag_slot_t;
 
@@ -186,22 +210,44 @@ void        depot_mag_free(struct depot *d, struct mag *m);
 extern void (*magpool_test_depot_pop_hook)(void) hidden;  /* after reading next */
 extern void (*magpool_test_depot_read_hook)(void) hidden; /* before reading next */
 extern bool magpool_test_depot_no_tags hidden;
+extern bool magpool_test_mag_alloc_fails hidden; /* magazine memory runs out */
 
 /* ------------------------------------------------------------ epochs */
 
-/* Epoch-based reclamation (lib/epoch.c, over liburcu's membarrier flavour).
- * Threads that pop from a depot without the growth lock are registered
- * readers; trim retires magazines, waits for a grace period, then frees. */
-void epoch_thread_online(void);   /* idempotent per thread */
-void epoch_thread_offline(void);
-void epoch_read_lock(void);
-void epoch_read_unlock(void);
-void epoch_synchronize(void);
+/* Epoch-based reclamation (lib/epoch.c): one private ck_epoch domain per
+ * pool. Threads that pop from the depot without the growth lock do so inside
+ * a read section of their reader record (one per thread cache); trim retires
+ * magazines, waits for a grace period, then frees them. A read section takes
+ * no lock and waits for nothing (docs/design.md, "Locks and grace periods"). */
+struct epoch_domain {
+    ck_epoch_t ck;
+    char gp_model;          /* TSan: the grace period as a virtual rwlock  */
+};
+
+int  epoch_domain_init(struct epoch_domain *d);
+void epoch_domain_destroy(struct epoch_domain *d);  /* frees every record */
+ck_epoch_record_t *epoch_reader_get(struct epoch_domain *d); /* reg_lock; NULL+ENOMEM */
+void epoch_reader_put(ck_epoch_record_t *r);                 /* reg_lock  */
+void epoch_read_lock(struct epoch_domain *d, ck_epoch_record_t *r);
+void epoch_read_unlock(struct epoch_domain *d, ck_epoch_record_t *r);
+void epoch_synchronize(struct epoch_domain *d);     /* growth lock held     */
+void epoch_fork_child(struct epoch_domain *d, ck_epoch_record_t *keep);
+/* TSan: obj was read inside the current read section / is about to be freed
+ * after a grace period (the per-object reclamation edge). */
+void epoch_note_read(const void *obj);
+void epoch_before_free(const void *obj);
 extern bool magpool_test_skip_grace_period hidden;
-/* False in the child of a fork(): threads that were inside a read section at
- * the fork are still registered there, so grace periods would never end. */
-bool epoch_usable(void);
-void epoch_fork_child(void);
+
+/* Every lock the library takes goes through mutex_lock(), which in
+ * sanitizer builds (MAGPOOL_LOCK_ASSERTS) checks that the caller is not
+ * inside an epoch read section. */
+void epoch_check_no_read_section(const char *lock);
+extern bool magpool_test_lock_asserts_off hidden;
+#ifdef MAGPOOL_LOCK_ASSERTS
+#define mutex_lock(m) (epoch_check_no_read_section(#m), pthread_mutex_lock(m))
+#else
+#define mutex_lock(m) pthread_mutex_lock(m)
+#endif
 
 /* ------------------------------------------------------------ thread cache */
 
@@ -228,6 +274,8 @@ struct tcache {
      * activity. Costs the fast path nothing. */
     uint64_t trim_ops;
     uint64_t trim_seen;
+    ck_epoch_record_t *reader;  /* this thread's reader in p's epoch domain */
+    uint32_t diag_depth;        /* CHECKED: calls of the owner in progress   */
     bool victim;                /* steal in progress (reg_lock)             */
 };
 
@@ -261,17 +309,18 @@ struct magpool {
     unsigned flags;
 
     struct depot depot;         /* lock-free backend                        */
+    struct epoch_domain epoch;  /* reclamation of the depot's magazines     */
     struct mutex_pool mp;       /* mutex backend                            */
     struct slab_set slabs;
 
-    /* Growth lock: growth, steals, clear, the spill list. Lock order:
-     * registry lock -> grow_lock -> reg_lock -> depot.alloc_lock. */
+    /* Growth lock: growth, steals, clear, the spill set. Lock order: the
+     * table in docs/design.md, "Locks and grace periods". */
     pthread_mutex_t grow_lock;
-    void *spill;                /* intrusive list of blocks that could not  */
-    size_t nspill;              /* be cached (magazine allocation failed)   */
+    size_t nspill;              /* blocks in the spill set (slab.c)         */
 
     /* Thread caches of this pool, and the counters of detached ones. */
     pthread_mutex_t reg_lock;
+    bool fork_quiesced;         /* fork prepare stopped every other owner   */
     struct tcache *tcaches;
     uint64_t nthreads;
     uint64_t retired_acquires, retired_releases;
@@ -294,22 +343,20 @@ struct magpool {
     struct pool_diag *diag;     /* name, leak sites, passthrough set; never NULL */
 };
 
-/* The spill list (growth lock held): idle blocks kept without a magazine
- * (magazine memory ran out), linked through their first word. */
+/* The spill set (growth lock held): see slab_spill_add(). */
 static inline void spill_push_locked(magpool_t *p, void *b)
 {
-    *(void **)b = p->spill;
-    p->spill = b;
-    p->nspill++;
+    if (slab_spill_add(&p->slabs, b))
+        p->nspill++;
 }
 
 static inline void *spill_pop_locked(magpool_t *p)
 {
-    void *b = p->spill;
-    if (b) {
-        p->spill = *(void **)b;
+    if (p->nspill == 0)
+        return NULL;
+    void *b = slab_spill_take(&p->slabs);
+    if (b)
         p->nspill--;
-    }
     return b;
 }
 
@@ -335,40 +382,54 @@ unsigned diag_select(const magpool_config_t *cfg, const struct pool_hooks *hooks
  * or diag.c's carve / unmap hooks when blocks are poisoned. -1: no memory. */
 int    diag_pool_init(magpool_t *p, const struct pool_hooks *given);
 void   diag_pool_register(magpool_t *p);      /* after registry_add          */
+void   diag_fork_prepare(void);               /* registry.c's fork handlers  */
+void   diag_fork_release(void);
 void   diag_pool_free(magpool_t *p);          /* first step of pool_free     */
 void   diag_destroy_report(magpool_t *p);     /* start of magpool_destroy    */
 void   diag_stats(magpool_t *p, magpool_stats_t *out);
 size_t diag_report_leaks(magpool_t *p, FILE *out);
 void  *diag_acquire(magpool_t *p, void *caller);
+extern void (*magpool_test_diag_inside_hook)(void) hidden;
 void   diag_release(magpool_t *p, void *block, void *caller);
 /* Mutex backend, CHECKED: may the free list's next link be followed? */
 bool   diag_link_ok(magpool_t *p, void *next);
 
-/* cache.c */
+/* cache.c: the fast path and its slow paths */
 void  *cache_acquire_lockfree(magpool_t *p);          /* diag.c's way in     */
 void   cache_release_lockfree(magpool_t *p, void *block);
+int    cache_grow_locked(magpool_t *p);                 /* pool.c create      */
+
+/* tcache.c: thread caches' life cycle */
+struct tcache *cache_attach(magpool_t *p);              /* registry.c         */
 void   cache_detach(magpool_t *p, struct tcache *tc);   /* registry lock held */
 void   cache_free_all(magpool_t *p);                    /* destroy            */
+void   cache_flush_self(magpool_t *p);
+void   cache_fork_child(magpool_t *p, struct tcache *mine, bool quiesced);
+struct mag *cache_get_empty(magpool_t *p, ck_epoch_record_t *reader);
+extern bool magpool_test_alloc_in_read_section hidden;
+
+/* steal.c: taking rounds out of other threads' caches (growth lock held) */
+void   fence_setup(void);
+bool   heavy_fence_available(void);
+bool   heavy_fence(void);
+extern long (*magpool_test_membarrier)(int cmd) hidden;
+bool   stop_owners_locked(magpool_t *p, struct tcache *self,
+                          bool (*want)(struct tcache *, void *), void *arg);
+void   release_owners_locked(magpool_t *p);
 size_t cache_flush_locked(magpool_t *p, struct tcache *tc, uint64_t stamp,
                           struct mag **keep);
 size_t cache_steal_locked(magpool_t *p, struct tcache *self,
                           bool (*want)(struct tcache *, void *), void *arg,
                           struct mag **keep);
+
 /* trim.c */
 size_t cache_trim(magpool_t *p, uint64_t max_idle_ns);
-void   cache_flush_self(magpool_t *p);
-void   cache_fork_child(magpool_t *p, struct tcache *mine);
-void   cache_quiesce_locked(magpool_t *p, struct tcache *self);
-void   cache_unquiesce_locked(magpool_t *p);
-int    cache_grow_locked(magpool_t *p);                 /* pool.c create      */
-struct tcache *cache_attach(magpool_t *p);              /* registry.c         */
 
 /* registry.c */
 int    registry_add(magpool_t *p);
 void   registry_remove(magpool_t *p);
 struct tcache *registry_tcache_slow(magpool_t *p);
-bool   heavy_fence_available(void);
-void   heavy_fence(void);
+extern bool magpool_test_skip_exit_flush hidden;
 
 struct tdir_entry {
     uint64_t uid;

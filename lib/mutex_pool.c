@@ -28,7 +28,7 @@ int mutex_pool_init(magpool_t *p)
         return -1;
     if (p->initial_blocks == 0)
         return 0;
-    pthread_mutex_lock(&mp->lock);
+    mutex_lock(&mp->lock);
     int rc = mp_grow_locked(p);
     pthread_mutex_unlock(&mp->lock);
     return rc;
@@ -72,7 +72,7 @@ void *mutex_pool_take(magpool_t *p, void **bad)
 {
     struct mutex_pool *mp = &p->mp;
     bool grew = false;
-    pthread_mutex_lock(&mp->lock);
+    mutex_lock(&mp->lock);
     void *b = mp_take_locked(p, &grew, bad);
     if (b) {
         counter_inc(&mp->acquires);
@@ -96,7 +96,7 @@ void *mutex_pool_acquire(magpool_t *p)
 void mutex_pool_release(magpool_t *p, void *block)
 {
     struct mutex_pool *mp = &p->mp;
-    pthread_mutex_lock(&mp->lock);
+    mutex_lock(&mp->lock);
     *(void **)block = mp->free;
     mp->free = block;
     mp->nfree++;
@@ -112,7 +112,7 @@ size_t mutex_pool_trim(magpool_t *p, uint64_t max_idle_ns)
 {
     struct mutex_pool *mp = &p->mp;
     size_t freed = 0;
-    pthread_mutex_lock(&mp->lock);
+    mutex_lock(&mp->lock);
     if (max_idle_ns) {
         uint64_t now = pool_clock_ns();
         uint64_t ops = atomic_load_relaxed(&mp->acquires) + atomic_load_relaxed(&mp->releases);
@@ -135,10 +135,9 @@ size_t mutex_pool_trim(magpool_t *p, uint64_t max_idle_ns)
             idle[i++] = b;
         for (char *c = mp->bump; c < mp->bump_end; c += stride)
             idle[i++] = c;
-        size_t kept;
-        size_t before = atomic_load_relaxed(&p->slabs.bytes_reserved);
-        freed = slab_reclaim(&p->slabs, idle, n, &kept);
-        counter_add(&p->bytes_returned, before - atomic_load_relaxed(&p->slabs.bytes_reserved));
+        size_t kept, resident;
+        freed = slab_reclaim(&p->slabs, idle, n, &kept, &resident);
+        counter_add(&p->bytes_returned, resident);
         mp->free = NULL;
         for (size_t k = kept; k-- > 0;) {
             *(void **)idle[k] = mp->free;
@@ -156,7 +155,7 @@ size_t mutex_pool_trim(magpool_t *p, uint64_t max_idle_ns)
 
 void mutex_pool_stats(magpool_t *p, magpool_stats_t *out)
 {
-    pthread_mutex_lock(&p->mp.lock);
+    mutex_lock(&p->mp.lock);
     out->acquires = atomic_load_relaxed(&p->mp.acquires);
     out->releases = atomic_load_relaxed(&p->mp.releases);
     pthread_mutex_unlock(&p->mp.lock);

@@ -128,6 +128,7 @@ static void pool_free(magpool_t *p)
     } else {
         cache_free_all(p);
         depot_destroy(&p->depot);
+        epoch_domain_destroy(&p->epoch);
         pthread_mutex_destroy(&p->reg_lock);
     }
     pthread_mutex_destroy(&p->grow_lock);
@@ -198,9 +199,11 @@ magpool_t *pool_create_hooked(const magpool_config_t *cfg, const struct pool_hoo
         unsigned M = cfg->magazine_size ? cfg->magazine_size
                                         : auto_magazine_size(p->slabs.stride);
         pthread_mutex_init(&p->reg_lock, NULL);
-        rc = depot_init(&p->depot, M);
+        rc = epoch_domain_init(&p->epoch);
+        if (rc == 0)
+            rc = depot_init(&p->depot, M);
         if (rc == 0 && p->initial_blocks) {
-            pthread_mutex_lock(&p->grow_lock);
+            mutex_lock(&p->grow_lock);
             rc = cache_grow_locked(p);
             pthread_mutex_unlock(&p->grow_lock);
         }

@@ -13,17 +13,14 @@
  * each pool that still exists. Existence is decided under the registry lock,
  * which destroy takes to retire the slot, so exit and destroy cannot cross.
  *
- * fork(): the prepare handler takes every lock the library has (registry
- * lock first, then each pool's, in the documented order), so the child finds
- * them consistent; the child handler then reclaims the caches of the threads
- * that did not survive the fork.
+ * fork(): one prepare handler takes every lock the library has, in the one
+ * order written in docs/design.md ("Locks and grace periods"), stops every
+ * other thread's cache operations, and the child handler reclaims the caches
+ * of the threads that did not survive the fork.
  */
 #include <errno.h>
-#include <linux/membarrier.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include "internal.h"
 
@@ -42,124 +39,144 @@ static uint64_t next_uid = 1;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static pthread_key_t exit_key;
 static bool exit_key_ok;
-
-enum fence_kind { FENCE_NONE, FENCE_PRIVATE_EXPEDITED, FENCE_GLOBAL };
-static enum fence_kind fence_kind; /* written once in registry_init */
-
-static long sys_membarrier(int cmd)
-{
-    return syscall(__NR_membarrier, cmd, 0, 0);
-}
-
-static void fence_setup(void)
-{
-    long q = sys_membarrier(MEMBARRIER_CMD_QUERY);
-    fence_kind = FENCE_NONE;
-    if (q < 0)
-        return;
-    if ((q & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
-        sys_membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0)
-        fence_kind = FENCE_PRIVATE_EXPEDITED;
-    else if (q & MEMBARRIER_CMD_GLOBAL)
-        fence_kind = FENCE_GLOBAL;
-}
-
-bool heavy_fence_available(void)
-{
-    return fence_kind != FENCE_NONE;
-}
-
-void heavy_fence(void)
-{
-    sys_membarrier(fence_kind == FENCE_PRIVATE_EXPEDITED
-                   ? MEMBARRIER_CMD_PRIVATE_EXPEDITED : MEMBARRIER_CMD_GLOBAL);
-}
+bool magpool_test_skip_exit_flush; /* test hook: as if the key had failed */
 
 static void thread_exit(void *arg)
 {
     struct tdir *d = arg;
-    pthread_mutex_lock(&registry_lock);
+    mutex_lock(&registry_lock);
     for (uint32_t i = 0; i < d->cap && i < nslots; i++) {
         if (d->e[i].uid != 0 && slots[i].uid == d->e[i].uid)
             cache_detach(slots[i].pool, d->e[i].tc);
     }
     pthread_mutex_unlock(&registry_lock);
-    epoch_thread_offline();
     magpool_tls_dir = &magpool_no_tdir;
     free(d);
 }
 
-static void lock_pool(magpool_t *p)
+/*
+ * fork(). The prepare handler takes the locks in this order (the table in
+ * docs/design.md is the reference; TSan's deadlock detector checks it):
+ *
+ *   trimmer_lock -> registry_lock -> diag locks -> every pool's growth lock
+ *   (mutex backend: its lock) -> every lock-free pool's registration lock,
+ *   then its owners are stopped -> every allocation lock -> every slab rwlock
+ *
+ * All growth locks before any allocation lock: a growth-lock holder may be
+ * waiting for a grace period, and a grace period for a reader (who never
+ * blocks on a lock: see tcache.c's cache_get_empty).
+ */
+typedef void (*pool_fn)(magpool_t *p);
+
+static void each_pool(pool_fn fn, bool reverse)
 {
-    if (p->mode == MODE_MUTEX) {
-        pthread_mutex_lock(&p->mp.lock);
-    } else {
-        pthread_mutex_lock(&p->grow_lock);
-        pthread_mutex_lock(&p->reg_lock);
-        /* Stop every other thread's cache operation on p, so the child
-         * inherits consistent caches it can reclaim whole. Before the
-         * allocation lock: a thread inside an operation may need it. */
-        cache_quiesce_locked(p, tcache_lookup(p));
-        pthread_mutex_lock(&p->depot.alloc_lock);
+    for (uint32_t k = 0; k < nslots; k++) {
+        uint32_t i = reverse ? nslots - 1 - k : k;
+        if (slots[i].uid)
+            fn(slots[i].pool);
     }
-    pthread_rwlock_wrlock(&p->slabs.rw);
 }
 
-static void unlock_pool(magpool_t *p, bool child)
+static bool lockfree(const magpool_t *p) { return p->mode != MODE_MUTEX; }
+
+static void take_grow(magpool_t *p)
 {
-    if (child) {
-        /* glibc records the write-lock owner's tid, which differs in the
-         * child: unlocking would be taken for a reader's unlock. */
-        pthread_rwlock_destroy(&p->slabs.rw);
-        pthread_rwlock_init(&p->slabs.rw, NULL);
-    } else {
-        pthread_rwlock_unlock(&p->slabs.rw);
-    }
-    if (p->mode == MODE_MUTEX) {
-        pthread_mutex_unlock(&p->mp.lock);
-    } else {
+    mutex_lock(lockfree(p) ? &p->grow_lock : &p->mp.lock);
+}
+
+static void take_reg_and_stop(magpool_t *p)
+{
+    if (!lockfree(p))
+        return;
+    mutex_lock(&p->reg_lock);
+    /* Stop every other thread's cache operations on p, so the child inherits
+     * consistent caches it can reclaim whole. Owners inside an operation may
+     * need the allocation lock: it is taken after. */
+    p->fork_quiesced = stop_owners_locked(p, tcache_lookup(p), NULL, NULL);
+}
+
+static void take_alloc(magpool_t *p)
+{
+    if (lockfree(p))
+        mutex_lock(&p->depot.alloc_lock);
+}
+
+static void take_rw(magpool_t *p) { pthread_rwlock_wrlock(&p->slabs.rw); }
+
+static void drop_rw_parent(magpool_t *p) { pthread_rwlock_unlock(&p->slabs.rw); }
+
+static void drop_rw_child(magpool_t *p)
+{
+    /* glibc records the write-lock owner's tid, which differs in the child:
+     * unlocking would be taken for a reader's unlock. */
+    pthread_rwlock_destroy(&p->slabs.rw);
+    pthread_rwlock_init(&p->slabs.rw, NULL);
+}
+
+static void drop_alloc(magpool_t *p)
+{
+    if (lockfree(p))
         pthread_mutex_unlock(&p->depot.alloc_lock);
-        if (!child) /* in the child the stopped threads do not exist */
-            cache_unquiesce_locked(p);
+}
+
+static void drop_reg_parent(magpool_t *p)
+{
+    if (!lockfree(p))
+        return;
+    release_owners_locked(p);
+    pthread_mutex_unlock(&p->reg_lock);
+}
+
+static void drop_reg_child(magpool_t *p)
+{
+    if (lockfree(p)) /* the stopped owners do not exist here */
         pthread_mutex_unlock(&p->reg_lock);
-        pthread_mutex_unlock(&p->grow_lock);
-    }
+}
+
+static void drop_grow(magpool_t *p)
+{
+    pthread_mutex_unlock(lockfree(p) ? &p->grow_lock : &p->mp.lock);
+}
+
+static void reclaim_orphans(magpool_t *p)
+{
+    if (lockfree(p))
+        cache_fork_child(p, tcache_lookup(p), p->fork_quiesced);
 }
 
 static void fork_prepare(void)
 {
     trimmer_fork_prepare();
-    pthread_mutex_lock(&registry_lock);
-    for (uint32_t i = 0; i < nslots; i++)
-        if (slots[i].uid)
-            lock_pool(slots[i].pool);
+    mutex_lock(&registry_lock);
+    diag_fork_prepare();
+    each_pool(take_grow, false);
+    each_pool(take_reg_and_stop, false);
+    each_pool(take_alloc, false);
+    each_pool(take_rw, false);
 }
 
 static void fork_parent(void)
 {
-    for (uint32_t i = nslots; i-- > 0;)
-        if (slots[i].uid)
-            unlock_pool(slots[i].pool, false);
+    each_pool(drop_rw_parent, true);
+    each_pool(drop_alloc, true);
+    each_pool(drop_reg_parent, true);
+    each_pool(drop_grow, true);
+    diag_fork_release();
     pthread_mutex_unlock(&registry_lock);
     trimmer_fork_parent();
 }
 
 static void fork_child(void)
 {
-    /* membarrier registration belongs to the parent's mm. */
-    fence_setup();
-    epoch_fork_child();
-    for (uint32_t i = nslots; i-- > 0;)
-        if (slots[i].uid)
-            unlock_pool(slots[i].pool, true);
-    for (uint32_t i = 0; i < nslots; i++) {
-        magpool_t *p = slots[i].pool;
-        if (slots[i].uid == 0 || p->mode == MODE_MUTEX)
-            continue;
-        cache_fork_child(p, tcache_lookup(p));
-    }
+    fence_setup(); /* membarrier registration belongs to the parent's mm */
+    each_pool(drop_rw_child, true);
+    each_pool(drop_alloc, true);
+    each_pool(drop_reg_child, true);
+    each_pool(drop_grow, true);
+    diag_fork_release();
+    each_pool(reclaim_orphans, false);
     pthread_mutex_unlock(&registry_lock);
-    trimmer_fork_child();
+    trimmer_fork_child(); /* restarts the background trimmer if it ran */
 }
 
 static void registry_init(void)
@@ -172,7 +189,7 @@ static void registry_init(void)
 int registry_add(magpool_t *p)
 {
     pthread_once(&init_once, registry_init);
-    pthread_mutex_lock(&registry_lock);
+    mutex_lock(&registry_lock);
     uint32_t i = 0;
     while (i < nslots && slots[i].uid != 0)
         i++;
@@ -196,7 +213,7 @@ int registry_add(magpool_t *p)
 
 void registry_remove(magpool_t *p)
 {
-    pthread_mutex_lock(&registry_lock);
+    mutex_lock(&registry_lock);
     slots[p->slot].uid = 0;
     slots[p->slot].pool = NULL;
     pthread_mutex_unlock(&registry_lock);
@@ -216,13 +233,13 @@ struct tcache *registry_tcache_slow(magpool_t *p)
             return NULL;
         memset(&nd->e[old], 0, (size_t)(cap - old) * sizeof nd->e[0]);
         nd->cap = cap;
-        if (fresh)
-            epoch_thread_online(); /* a directory exists iff registered */
         magpool_tls_dir = d = nd;
         /* The key's value is what the exit destructor receives. If this
-         * fails, the thread's magazines stay parked until a steal or clear
-         * takes them back; nothing is lost. */
-        if (exit_key_ok)
+         * fails (or the destructor never runs: too many destructor rounds),
+         * the thread's caches stay attached with their inactive epoch
+         * readers: a steal or clear takes the blocks back, grace periods
+         * skip the readers, and nothing refers to the dead thread's TLS. */
+        if (exit_key_ok && !magpool_test_skip_exit_flush)
             pthread_setspecific(exit_key, nd);
     }
     struct tcache *tc = cache_attach(p);

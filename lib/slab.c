@@ -38,12 +38,34 @@ int slab_set_init(struct slab_set *s, size_t block_size, size_t align, unsigned 
     return pthread_rwlock_init(&s->rw, NULL) == 0 ? 0 : -1;
 }
 
+/* Bytes of [addr, addr + len) (page-aligned) resident now: what unmapping
+ * or madvising the range gives back to the OS. A page madvised by one trim
+ * and unmapped with its slab by a later one is counted once, unless it was
+ * touched in between. If mincore cannot say, the whole range counts. */
+static size_t resident_bytes(void *addr, size_t len)
+{
+    size_t ps = page_size(), pages = len / ps, n = 0;
+    unsigned char small[256];
+    unsigned char *vec = pages <= sizeof small ? small : malloc(pages);
+    if (vec == NULL || mincore(addr, len, vec) != 0) {
+        if (vec != small)
+            free(vec);
+        return len;
+    }
+    for (size_t i = 0; i < pages; i++)
+        n += vec[i] & 1;
+    if (vec != small)
+        free(vec);
+    return n * ps;
+}
+
 static void slab_unmap(struct slab_set *s, struct slab *sl)
 {
     if (s->hooks.unmap)
         s->hooks.unmap(s->hooks.ctx, sl->first, sl->nblocks, s->stride);
     munmap(sl->map, sl->map_len);
     free(sl->live);
+    free(sl->spilled);
 }
 
 void slab_set_destroy(struct slab_set *s)
@@ -120,15 +142,17 @@ int slab_grow(struct slab_set *s, size_t min_blocks, size_t max_blocks,
         errno = e;
         return -1;
     }
-    if (s->checked) {
+    sl.spilled = calloc((sl.nblocks + 63) / 64, sizeof *sl.spilled);
+    if (s->checked)
         sl.live = calloc((sl.nblocks + 63) / 64, sizeof *sl.live);
-        if (sl.live == NULL) {
-            if (s->hooks.unmap)
-                s->hooks.unmap(s->hooks.ctx, sl.first, sl.nblocks, s->stride);
-            munmap(map, len);
-            errno = ENOMEM;
-            return -1;
-        }
+    if (sl.spilled == NULL || (s->checked && sl.live == NULL)) {
+        if (s->hooks.unmap)
+            s->hooks.unmap(s->hooks.ctx, sl.first, sl.nblocks, s->stride);
+        munmap(map, len);
+        free(sl.spilled);
+        free(sl.live);
+        errno = ENOMEM;
+        return -1;
     }
     pthread_rwlock_wrlock(&s->rw);
     size_t pos = s->n;
@@ -146,8 +170,10 @@ int slab_grow(struct slab_set *s, size_t min_blocks, size_t max_blocks,
     return 0;
 }
 
-size_t slab_reclaim(struct slab_set *s, void **idle, size_t n, size_t *kept)
+size_t slab_reclaim(struct slab_set *s, void **idle, size_t n, size_t *kept,
+                    size_t *resident)
 {
+    *resident = 0;
     size_t *count = calloc(s->n ? s->n : 1, sizeof *count);
     if (count == NULL) {
         *kept = n; /* nothing reclaimed, nothing lost */
@@ -179,6 +205,7 @@ size_t slab_reclaim(struct slab_set *s, void **idle, size_t n, size_t *kept)
             if (count[k] == s->v[k].nblocks) {
                 freed_blocks += s->v[k].nblocks;
                 freed_bytes += s->v[k].map_len;
+                *resident += resident_bytes(s->v[k].map, s->v[k].map_len);
                 slab_unmap(s, &s->v[k]);
             } else {
                 s->v[keep++] = s->v[k];
@@ -192,6 +219,39 @@ size_t slab_reclaim(struct slab_set *s, void **idle, size_t n, size_t *kept)
     free(count);
     *kept = n;
     return freed_blocks;
+}
+
+bool slab_spill_add(struct slab_set *s, void *block)
+{
+    ptrdiff_t k = slab_find(s, block); /* growth lock: the set is stable */
+    if (k < 0)
+        return false;
+    struct slab *sl = &s->v[k];
+    size_t i = (size_t)((char *)block - sl->first) / s->stride;
+    uint64_t bit = UINT64_C(1) << (i % 64);
+    if (sl->spilled[i / 64] & bit)
+        return false; /* already parked: a double release, not counted twice */
+    sl->spilled[i / 64] |= bit;
+    sl->nspilled++;
+    return true;
+}
+
+void *slab_spill_take(struct slab_set *s)
+{
+    for (size_t k = 0; k < s->n; k++) {
+        struct slab *sl = &s->v[k];
+        if (sl->nspilled == 0)
+            continue;
+        for (size_t w = 0;; w++) {
+            if (sl->spilled[w] == 0)
+                continue;
+            unsigned b = (unsigned)__builtin_ctzll(sl->spilled[w]);
+            sl->spilled[w] &= sl->spilled[w] - 1;
+            sl->nspilled--;
+            return sl->first + (w * 64 + b) * s->stride;
+        }
+    }
+    return NULL;
 }
 
 /* CHECKED: find the block's bit. Caller holds rw for reading. */
@@ -275,8 +335,9 @@ size_t slab_release_pages(struct slab_set *s, void **idle, size_t n, size_t *byt
             j++;
         uintptr_t a = (uintptr_t)idle[i], b = (uintptr_t)idle[j - 1] + stride;
         uintptr_t pa = (a + ps - 1) & ~(uintptr_t)(ps - 1), pb = b & ~(uintptr_t)(ps - 1);
+        size_t res = pb > pa ? resident_bytes((void *)pa, pb - pa) : 0;
         if (pb > pa && madvise((void *)pa, pb - pa, MADV_DONTNEED) == 0) {
-            *bytes += pb - pa;
+            *bytes += res;
             /* blocks lying wholly inside [pa, pb) */
             size_t first = (size_t)((pa - a + stride - 1) / stride);
             size_t last = (size_t)((pb - a) / stride); /* exclusive */

@@ -8,7 +8,7 @@
 
 void cache_stats(magpool_t *p, magpool_stats_t *out)
 {
-    pthread_mutex_lock(&p->reg_lock);
+    mutex_lock(&p->reg_lock);
     uint64_t acq = p->retired_acquires, rel = p->retired_releases;
     uint64_t gets = p->retired_depot_gets, puts = p->retired_depot_puts;
     for (struct tcache *tc = p->tcaches; tc; tc = tc->next) {

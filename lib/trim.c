@@ -28,7 +28,8 @@
  *      every page wholly covered by idle blocks is madvise(MADV_DONTNEED)d —
  *      the blocks stay in the pool and fault in as zero pages when reused;
  *   4. emptied and long-empty magazines are retired from the depot's index
- *      table, and freed after an epoch grace period (depot.c, epoch.c).
+ *      table, and freed after an epoch grace period (depot.c, epoch.c) —
+ *      the one place the library waits for a grace period, growth lock held.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -106,16 +107,13 @@ static size_t free_magazines(magpool_t *p, struct mag_list *spare, size_t from)
 {
     if (spare->n <= from)
         return 0;
-    if (!epoch_usable()) { /* fork child: keep them, just put them back */
-        for (size_t i = from; i < spare->n; i++)
-            depot_push(&p->depot, &p->depot.empty, spare->v[i]);
-        return 0;
-    }
     for (size_t i = from; i < spare->n; i++)
         depot_retire(&p->depot, spare->v[i]);
-    epoch_synchronize();
-    for (size_t i = from; i < spare->n; i++)
+    epoch_synchronize(&p->epoch);
+    for (size_t i = from; i < spare->n; i++) {
+        epoch_before_free(spare->v[i]);
         depot_mag_free(&p->depot, spare->v[i]);
+    }
     return spare->n - from;
 }
 
@@ -127,7 +125,7 @@ size_t cache_trim(magpool_t *p, uint64_t max_idle_ns)
         cut.cutoff = UINT64_MAX; /* clear: everything idle, whatever its stamp */
     struct tcache *self = tcache_lookup(p);
 
-    pthread_mutex_lock(&p->grow_lock);
+    mutex_lock(&p->grow_lock);
     if (self && max_idle_ns == 0)
         cache_flush_locked(p, self, cut.now, NULL);
     cache_steal_locked(p, self, max_idle_ns ? cache_is_idle : NULL, &cut, NULL);
@@ -160,10 +158,8 @@ size_t cache_trim(magpool_t *p, uint64_t max_idle_ns)
     while ((sb = spill_pop_locked(p)) != NULL)
         idle[n++] = sb;
 
-    size_t kept;
-    size_t unmapped_bytes = atomic_load_relaxed(&p->slabs.bytes_reserved);
-    returned += slab_reclaim(&p->slabs, idle, n, &kept);
-    unmapped_bytes -= atomic_load_relaxed(&p->slabs.bytes_reserved);
+    size_t kept, unmapped_bytes;
+    returned += slab_reclaim(&p->slabs, idle, n, &kept, &unmapped_bytes);
     if (!p->slabs.hooks.idle_blocks_hold_state)
         returned += slab_release_pages(&p->slabs, idle, kept, &bytes);
     bytes += unmapped_bytes;

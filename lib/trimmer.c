@@ -28,7 +28,7 @@ static uint64_t now_ns(void)
 static void *trimmer_main(void *arg)
 {
     (void)arg;
-    pthread_mutex_lock(&trimmer_lock);
+    mutex_lock(&trimmer_lock);
     for (;;) {
         uint64_t now = now_ns(), next = UINT64_MAX;
         for (magpool_t *p = trim_list; p; p = p->trim_next) {
@@ -101,7 +101,7 @@ MAGPOOL_API int magpool_set_trim_interval(magpool_t *p, double interval_s, doubl
         errno = EINVAL;
         return -1;
     }
-    pthread_mutex_lock(&trimmer_lock);
+    mutex_lock(&trimmer_lock);
     int rc = 0;
     if (interval_s <= 0) {
         unlist_locked(p);
@@ -128,26 +128,31 @@ MAGPOOL_API int magpool_set_trim_interval(magpool_t *p, double interval_s, doubl
 
 void trimmer_forget(magpool_t *p)
 {
-    pthread_mutex_lock(&trimmer_lock); /* waits out a trim of p in progress */
+    mutex_lock(&trimmer_lock); /* waits out a trim of p in progress */
     if (p->trim_listed)
         unlist_locked(p);
     pthread_mutex_unlock(&trimmer_lock);
 }
 
-void trimmer_fork_prepare(void) { pthread_mutex_lock(&trimmer_lock); }
+void trimmer_fork_prepare(void) { mutex_lock(&trimmer_lock); }
 void trimmer_fork_parent(void) { pthread_mutex_unlock(&trimmer_lock); }
 
 void trimmer_fork_child(void)
 {
-    /* The trimmer thread did not survive the fork. Pools keep their settings
-     * but are not trimmed in the child until magpool_set_trim_interval is
-     * called there again (documented). */
+    /* The trimmer thread did not survive the fork; the pools keep their
+     * settings and the child gets a trimmer of its own. Its condition
+     * variable may have been waited on by the vanished thread: make it anew.
+     * Should the thread not start, the pools stay listed and the next
+     * magpool_set_trim_interval call starts it (documented). */
     trimmer_running = false;
-    for (magpool_t *p = trim_list, *next; p; p = next) {
-        next = p->trim_next;
-        p->trim_next = NULL;
-        p->trim_listed = false;
+    if (cond_ready) {
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&trimmer_cond, &ca);
+        pthread_condattr_destroy(&ca);
     }
-    trim_list = NULL;
+    if (trim_list != NULL)
+        trimmer_start_locked();
     pthread_mutex_unlock(&trimmer_lock);
 }

@@ -7,7 +7,7 @@ PACKAGES=(
   meson ninja-build pkg-config
   liburcu-dev libck-dev libcriterion-dev
   libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev
-  valgrind gnuplot clang libclang-rt-14-dev python3
+  valgrind gnuplot-nox clang libclang-rt-14-dev python3 rumur
 )
 
 missing=()

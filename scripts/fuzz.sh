@@ -13,15 +13,15 @@ SECS="${1:-60}"
 OUT="$ROOT/build/fuzz"
 mkdir -p "$OUT/corpus"
 CC="${CC_FUZZ:-clang}"
-# liburcu-memb for lib/epoch.c; everything else is in the sources.
-URCU_LIBS="$(pkg-config --libs liburcu-memb 2>/dev/null || echo -lurcu-memb)"
+# Concurrency Kit for lib/epoch.c; everything else is in the sources.
+CK_LIBS="$(pkg-config --libs ck 2>/dev/null || echo -lck)"
 SRCS=()
 for f in "$ROOT"/lib/*.c; do SRCS+=("$f"); done
 "$CC" -std=gnu11 -g -O1 -D_GNU_SOURCE -DMAGPOOL_BUILDING \
   -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
   -I"$ROOT/include" -I"$ROOT/lib" \
   "$ROOT/fuzz/fuzz_magpool.c" "${SRCS[@]}" \
-  $URCU_LIBS -lpthread -lm -o "$OUT/fuzz_magpool"
+  $CK_LIBS -lpthread -lm -o "$OUT/fuzz_magpool"
 cd "$OUT"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}"

@@ -17,6 +17,7 @@
 #include "internal.h"
 
 static struct depot d;
+static struct epoch_domain ed;
 /* Signals between A and B are relaxed atomics on purpose: they must not give
  * TSan a happens-before edge of their own (a semaphore would, and would
  * hide the very race the must-fail run has to show). */
@@ -38,12 +39,14 @@ static void stall_reader(void)
 static void *reader(void *arg)
 {
     (void)arg;
-    epoch_thread_online();
-    epoch_read_lock();
+    ck_epoch_record_t *r = epoch_reader_get(&ed);
+    if (r == NULL)
+        H_DIE("epoch_reader_get");
+    epoch_read_lock(&ed, r);
     struct mag *m = depot_pop(&d, &d.full);
-    epoch_read_unlock();
+    epoch_read_unlock(&ed, r);
     CHECK(m != NULL, "reader found the stack empty");
-    epoch_thread_offline();
+    epoch_reader_put(r);
     return m;
 }
 
@@ -56,7 +59,8 @@ static void *reclaimer(void *arg)
     CHECK(m != NULL, "reclaimer found the stack empty");
     if (m) {
         depot_retire(&d, m);
-        epoch_synchronize();
+        epoch_synchronize(&ed);
+        epoch_before_free(m);
         depot_mag_free(&d, m);
     }
     atomic_store_explicit(&b_done, 1, memory_order_relaxed);
@@ -75,7 +79,7 @@ int main(int argc, char **argv)
     magpool_test_depot_read_hook = stall_reader;
     unsigned iterations = 0;
     do {
-        if (depot_init(&d, 4) != 0)
+        if (depot_init(&d, 4) != 0 || epoch_domain_init(&ed) != 0)
             H_DIE("depot_init");
         for (int i = 0; i < 3; i++) {
             struct mag *m = depot_mag_alloc(&d);
@@ -96,6 +100,7 @@ int main(int argc, char **argv)
         if (got)
             depot_push(&d, &d.full, got);
         depot_destroy(&d);
+        epoch_domain_destroy(&ed);
     } while (h_more_rounds(&iterations));
     return h_finish(iterations);
 }

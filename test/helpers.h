@@ -88,10 +88,11 @@ static inline void mp_assert_quiescent_invariants(const magpool_stats_t *s,
                  "[%s] acquires %llu - releases %llu != blocks_outstanding %zu", BN,
                  (unsigned long long)s->acquires, (unsigned long long)s->releases,
                  s->blocks_outstanding);
-    cr_assert_eq(s->hits + s->misses, s->acquires,
-                 "[%s] hits %llu + misses %llu != acquires %llu", BN,
-                 (unsigned long long)s->hits, (unsigned long long)s->misses,
-                 (unsigned long long)s->acquires);
+    /* A miss is an acquire that had to grow the pool: never more misses
+     * than growth events (hits is derived, hits + misses == acquires holds
+     * by construction and is not worth a check). */
+    cr_assert_leq(s->misses, s->grows, "[%s] misses %llu > grows %llu", BN,
+                  (unsigned long long)s->misses, (unsigned long long)s->grows);
     cr_assert(s->hit_rate >= 0.0 && s->hit_rate <= 1.0, "[%s] hit_rate %g outside [0,1]",
               BN, s->hit_rate);
     if (s->acquires == 0)

@@ -84,7 +84,28 @@ Test(depot_aba, tag_changes_on_every_successful_operation)
     struct mag *m = depot_pop(&d, &d.full);
     depot_push(&d, &d.full, m);
     uint64_t h1 = atomic_load(&d.full.head);
-    cr_assert_eq((uint32_t)h0, (uint32_t)h1, "same magazine on top");
+    uint64_t idx_mask = (UINT64_C(1) << MAG_INDEX_BITS) - 1;
+    cr_assert_eq(h0 & idx_mask, h1 & idx_mask, "same magazine on top");
     cr_assert_neq(h0, h1, "but the head word differs by its tag");
-    cr_assert_eq((uint32_t)(h1 >> 32), (uint32_t)(h0 >> 32) + 2);
+    cr_assert_eq(h1 >> MAG_INDEX_BITS, (h0 >> MAG_INDEX_BITS) + 2);
+}
+
+Test(depot_aba, tag_uses_the_forty_spare_bits_and_wraps_cleanly)
+{
+    /* A head whose tag is all ones: the next operation wraps the 40-bit tag
+     * to 0 and leaves the index intact (the carry falls off the top). */
+    magpool_test_depot_pop_hook = NULL;
+    uint64_t h0 = atomic_load(&d.full.head);
+    uint64_t idx_mask = (UINT64_C(1) << MAG_INDEX_BITS) - 1;
+    atomic_store(&d.full.head, (~UINT64_C(0) << MAG_INDEX_BITS) | (h0 & idx_mask));
+    struct mag *m = depot_pop(&d, &d.full);
+    cr_assert_not_null(m);
+    uint64_t h1 = atomic_load(&d.full.head);
+    cr_assert_eq(h1 >> MAG_INDEX_BITS, 0, "tag wrapped to 0, got %#llx",
+                 (unsigned long long)(h1 >> MAG_INDEX_BITS));
+    depot_push(&d, &d.full, m);
+    uint64_t h2 = atomic_load(&d.full.head);
+    cr_assert_eq(h2 & idx_mask, h0 & idx_mask, "same magazine back on top");
+    cr_assert_eq(h2 >> MAG_INDEX_BITS, 1);
+    cr_assert_eq(64 - MAG_INDEX_BITS, 40, "tag width");
 }

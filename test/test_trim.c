@@ -206,7 +206,9 @@ Test(trim, idle_live_thread_cache_is_reclaimed_by_another_thread)
     magpool_stats_t st;
     cr_assert_eq(magpool_get_stats(s.p, &st), 0);
     long r2 = rss_kib();
-    cr_assert_geq(st.steals, 1, "the idle thread's cache was not taken back");
+    /* Taken back (bytes_reserved below), but not a steal: `steals` counts
+     * only at-cap steals, and this pool has no cap. */
+    cr_assert_eq(st.steals, 0, "steals counted a trim: %llu", (unsigned long long)st.steals);
     cr_assert_eq(st.bytes_reserved, 0, "slabs still mapped (%zu bytes): parked blocks kept them",
                  st.bytes_reserved);
     cr_assert_lt(r2 - r0, (r1 - r0) / 10, "RSS %ld -> %ld -> %ld KiB", r0, r1, r2);
