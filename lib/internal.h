@@ -406,7 +406,7 @@ void   cache_free_all(magpool_t *p);                    /* destroy            */
 void   cache_flush_self(magpool_t *p);
 void   cache_fork_child(magpool_t *p, struct tcache *mine, bool quiesced);
 struct mag *cache_get_empty(magpool_t *p, ck_epoch_record_t *reader);
-extern bool magpool_test_alloc_in_read_section hidden;
+extern bool magpool_test_lock_in_read_section hidden;
 
 /* steal.c: taking rounds out of other threads' caches (growth lock held) */
 void   fence_setup(void);

@@ -14,7 +14,7 @@
 
 #include "internal.h"
 
-bool magpool_test_alloc_in_read_section;
+bool magpool_test_lock_in_read_section;
 
 /* An empty magazine for a thread cache: from the depot's empty stack, read
  * inside a section of `reader` (trim may free magazines), else freshly
@@ -26,8 +26,12 @@ struct mag *cache_get_empty(magpool_t *p, ck_epoch_record_t *reader)
 {
     epoch_read_lock(&p->epoch, reader);
     struct mag *m = depot_pop(&p->depot, &p->depot.empty);
-    if (unlikely(magpool_test_alloc_in_read_section) && m == NULL)
-        m = depot_mag_alloc(&p->depot); /* the broken rule, for must-fail tests */
+    if (unlikely(magpool_test_lock_in_read_section)) {
+        /* The broken rule, for the must-fail tests (stress_lockgraph): the
+         * growth lock's holder may be waiting for this grace period. */
+        mutex_lock(&p->grow_lock);
+        pthread_mutex_unlock(&p->grow_lock);
+    }
     epoch_read_unlock(&p->epoch, reader);
     return m ? m : depot_mag_alloc(&p->depot);
 }
