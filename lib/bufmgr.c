@@ -105,7 +105,34 @@ struct magpool_bufmgr {
     _Atomic size_t freed;               /* IDLE buffers unmapped (unmap hook) */
 
     _Atomic(struct pm_mid *) pm[PM_FAN];
+    struct magpool_bufmgr *next_live, *prev_live; /* managers_lock */
 };
+
+/* Every live manager, so that fork()'s prepare handler (registry.c) can take
+ * their locks first (docs/design.md, "Locks and grace periods"): a child must
+ * not inherit a manager's lock held by a thread that does not exist there. */
+static pthread_mutex_t managers_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct magpool_bufmgr *managers;
+
+void bufmgr_fork_prepare(void)
+{
+    mutex_lock(&managers_lock);
+    for (struct magpool_bufmgr *bm = managers; bm; bm = bm->next_live) {
+        mutex_lock(&bm->trim_lock);
+        mutex_lock(&bm->create_lock);
+        mutex_lock(&bm->large_lock);
+    }
+}
+
+void bufmgr_fork_release(void)
+{
+    for (struct magpool_bufmgr *bm = managers; bm; bm = bm->next_live) {
+        pthread_mutex_unlock(&bm->large_lock);
+        pthread_mutex_unlock(&bm->create_lock);
+        pthread_mutex_unlock(&bm->trim_lock);
+    }
+    pthread_mutex_unlock(&managers_lock);
+}
 
 /* ------------------------------------------------------------- size classes */
 
@@ -293,6 +320,13 @@ MAGPOOL_API magpool_bufmgr_t *magpool_bufmgr_create(size_t max_buffers)
     pthread_mutex_init(&bm->create_lock, NULL);
     pthread_mutex_init(&bm->trim_lock, NULL);
     pthread_mutex_init(&bm->large_lock, NULL);
+    registry_init_once(); /* the fork handlers, even before any pool exists */
+    mutex_lock(&managers_lock);
+    bm->next_live = managers;
+    if (managers)
+        managers->prev_live = bm;
+    managers = bm;
+    pthread_mutex_unlock(&managers_lock);
     return bm;
 }
 
@@ -609,6 +643,14 @@ MAGPOOL_API void magpool_bufmgr_destroy(magpool_bufmgr_t *bm)
 {
     if (bm == NULL)
         return;
+    mutex_lock(&managers_lock);
+    if (bm->prev_live)
+        bm->prev_live->next_live = bm->next_live;
+    else
+        managers = bm->next_live;
+    if (bm->next_live)
+        bm->next_live->prev_live = bm->prev_live;
+    pthread_mutex_unlock(&managers_lock);
     atomic_store_relaxed(&bm->destroying, true);
     for (unsigned c = 0; c < BM_NCLASS; c++)
         magpool_destroy(atomic_load_relaxed(&bm->cls[c].pool));

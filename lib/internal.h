@@ -426,6 +426,7 @@ size_t cache_steal_locked(magpool_t *p, struct tcache *self,
 size_t cache_trim(magpool_t *p, uint64_t max_idle_ns);
 
 /* registry.c */
+void   registry_init_once(void);                /* fork handlers installed  */
 int    registry_add(magpool_t *p);
 void   registry_remove(magpool_t *p);
 struct tcache *registry_tcache_slow(magpool_t *p);
@@ -473,6 +474,10 @@ void  *mutex_pool_take(magpool_t *p, void **bad);
 size_t mutex_pool_trim(magpool_t *p, uint64_t max_idle_ns);
 void   mutex_pool_stats(magpool_t *p, magpool_stats_t *out);
 void   mutex_pool_destroy(magpool_t *p);
+
+/* bufmgr.c: its managers' locks, for registry.c's fork handlers */
+void   bufmgr_fork_prepare(void);
+void   bufmgr_fork_release(void);
 
 /* trimmer.c */
 void   trimmer_forget(magpool_t *p);

@@ -58,7 +58,8 @@ static void thread_exit(void *arg)
  * fork(). The prepare handler takes the locks in this order (the table in
  * docs/design.md is the reference; TSan's deadlock detector checks it):
  *
- *   trimmer_lock -> registry_lock -> diag locks -> every pool's growth lock
+ *   buffer managers' locks -> trimmer_lock -> registry_lock -> diag locks
+ *   -> every pool's growth lock
  *   (mutex backend: its lock) -> every lock-free pool's registration lock,
  *   then its owners are stopped -> every allocation lock -> every slab rwlock
  *
@@ -146,6 +147,7 @@ static void reclaim_orphans(magpool_t *p)
 
 static void fork_prepare(void)
 {
+    bufmgr_fork_prepare();
     trimmer_fork_prepare();
     mutex_lock(&registry_lock);
     diag_fork_prepare();
@@ -164,6 +166,7 @@ static void fork_parent(void)
     diag_fork_release();
     pthread_mutex_unlock(&registry_lock);
     trimmer_fork_parent();
+    bufmgr_fork_release();
 }
 
 static void fork_child(void)
@@ -177,6 +180,7 @@ static void fork_child(void)
     each_pool(reclaim_orphans, false);
     pthread_mutex_unlock(&registry_lock);
     trimmer_fork_child(); /* restarts the background trimmer if it ran */
+    bufmgr_fork_release();
 }
 
 static void registry_init(void)
@@ -186,9 +190,14 @@ static void registry_init(void)
     pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
-int registry_add(magpool_t *p)
+void registry_init_once(void)
 {
     pthread_once(&init_once, registry_init);
+}
+
+int registry_add(magpool_t *p)
+{
+    registry_init_once();
     mutex_lock(&registry_lock);
     uint32_t i = 0;
     while (i < nslots && slots[i].uid != 0)

@@ -227,3 +227,140 @@ BACKEND_TEST(fork, child_reclaims_blocks_cached_by_parent_threads_mag8, .timeout
 {
     fork_with_threads(backend, 8);
 }
+
+/* ---- the child can give memory back: trim, clear, the background trimmer */
+
+static void *burst_and_park(void *arg)
+{
+    magpool_t *p = arg;
+    void *b[300];
+    for (int i = 0; i < 300; i++)
+        b[i] = magpool_acquire(p);
+    for (int i = 0; i < 300; i++)
+        magpool_release(p, b[i]);
+    return NULL;
+}
+
+/* Runs in the child; returns its exit status (0 = all good). */
+static int child_clears(magpool_t *p, void *keep)
+{
+    magpool_release(p, keep); /* the child's copy of the parent's block */
+    magpool_stats_t s;
+    if (magpool_get_stats(p, &s) != 0 || s.magazines == 0)
+        return 10;
+    void *b[500];
+    for (int i = 0; i < 500; i++)
+        if ((b[i] = magpool_acquire(p)) == NULL)
+            return 11;
+    for (int i = 0; i < 500; i++)
+        magpool_release(p, b[i]);
+    magpool_clear(p); /* waits for a grace period: must end, and free */
+    if (magpool_get_stats(p, &s) != 0)
+        return 12;
+    if (s.blocks_total != 0 || s.bytes_reserved != 0)
+        return 13;
+    /* Only this thread's two magazines may remain (the parent's threads'
+     * caches were reclaimed, emptied magazines freed after the grace). */
+    if (s.magazines > 2)
+        return 14;
+    return 0;
+}
+
+Test(fork, child_trims_and_clears_including_magazine_memory, .timeout = 60)
+{
+    magpool_config_t c = mp_cfg(MAGPOOL_LOCKFREE, 64);
+    c.magazine_size = 16;
+    magpool_t *p = mp_create_ok(&c);
+    pthread_t t[3];
+    for (int i = 0; i < 3; i++)
+        pthread_create(&t[i], NULL, burst_and_park, p);
+    for (int i = 0; i < 3; i++)
+        pthread_join(t[i], NULL);
+    void *keep = magpool_acquire(p); /* the parent uses it too */
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(child_clears(p, keep));
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
+    magpool_release(p, keep);
+    magpool_destroy(p);
+}
+
+Test(fork, child_restarts_the_background_trimmer, .timeout = 60)
+{
+    magpool_config_t c = mp_cfg(MAGPOOL_LOCKFREE, 64);
+    magpool_t *p = mp_create_ok(&c);
+    cr_assert_eq(magpool_set_trim_interval(p, 0.01, 0.0), 0);
+    void *b[200];
+    for (int i = 0; i < 200; i++)
+        b[i] = magpool_acquire(p);
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* Release in the child: only the child's own trimmer can give
+         * these back, within a few intervals. */
+        for (int i = 0; i < 200; i++)
+            magpool_release(p, b[i]);
+        magpool_thread_flush(p);
+        magpool_stats_t s;
+        for (int i = 0; i < 300; i++) {
+            if (magpool_get_stats(p, &s) == 0 && s.blocks_total == 0)
+                _exit(0);
+            usleep(10000);
+        }
+        _exit(1);
+    }
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+              "the child's pool was not trimmed: no trimmer in the child (status %#x)", st);
+    magpool_set_trim_interval(p, 0, 0);
+    for (int i = 0; i < 200; i++)
+        magpool_release(p, b[i]);
+    magpool_destroy(p);
+}
+
+struct bm_churn {
+    magpool_bufmgr_t *bm;
+    atomic_int stop;
+};
+
+static void *large_buffers(void *arg)
+{
+    struct bm_churn *k = arg;
+    while (!atomic_load(&k->stop)) {
+        void *x = magpool_bufmgr_get(k->bm, (size_t)1 << 20, MAGPOOL_F64); /* large */
+        void *y = magpool_bufmgr_get(k->bm, 100, MAGPOOL_F32);
+        magpool_bufmgr_release(k->bm, y);
+        magpool_bufmgr_release(k->bm, x);
+        magpool_bufmgr_clear_unused(k->bm, 0.0);
+    }
+    return NULL;
+}
+
+Test(fork, child_uses_a_buffer_manager_another_thread_was_using, .timeout = 100)
+{
+    struct bm_churn k = { .bm = magpool_bufmgr_create(16) };
+    cr_assert_not_null(k.bm);
+    pthread_t t;
+    pthread_create(&t, NULL, large_buffers, &k);
+    for (int f = 0; f < 200; f++) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            /* Hangs if a manager lock was inherited held. */
+            alarm(10);
+            void *x = magpool_bufmgr_get(k.bm, (size_t)1 << 20, MAGPOOL_F64);
+            void *y = magpool_bufmgr_get(k.bm, 100, MAGPOOL_F32);
+            magpool_bufmgr_release(k.bm, y);
+            magpool_bufmgr_release(k.bm, x);
+            magpool_bufmgr_clear_unused(k.bm, 0.0);
+            _exit(x && y ? 0 : 1);
+        }
+        int st;
+        cr_assert_eq(waitpid(pid, &st, 0), pid);
+        cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "fork %d: child status %#x", f, st);
+    }
+    atomic_store(&k.stop, 1);
+    pthread_join(t, NULL);
+    magpool_bufmgr_destroy(k.bm);
+}
