@@ -1,0 +1,66 @@
+/*
+ * bench_instr — the fast path's price in instructions, exactly.
+ *
+ * Two regions, each a noinline function that callgrind counts alone
+ * (--toggle-collect), after a warm-up outside them:
+ *   pair      N acquire+release pairs of one block (the magazine fast path)
+ *   batch512  N/512 rounds of 512 acquires then 512 releases: every round
+ *             visits the depot (M = 256 for 64-byte blocks), so the depot
+ *             path and its epoch read sections are in the count
+ * Printed as instructions per pair by scripts/instr.sh, which runs this
+ * program under callgrind. Public API only, so the same file measures any
+ * earlier commit (docs/benchmarks.md, "Instructions per pair").
+ */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <magpool.h>
+
+#define BATCH 512
+
+static void *sink[BATCH];
+
+__attribute__((noinline)) void bench_instr_region_pair(magpool_t *p, unsigned long n)
+{
+    for (unsigned long i = 0; i < n; i++) {
+        void *b = magpool_acquire(p);
+        __asm__ volatile("" : : "r"(b) : "memory");
+        magpool_release(p, b);
+    }
+}
+
+__attribute__((noinline)) void bench_instr_region_batch512(magpool_t *p, unsigned long n)
+{
+    for (unsigned long r = 0; r < n / BATCH; r++) {
+        for (int i = 0; i < BATCH; i++)
+            sink[i] = magpool_acquire(p);
+        __asm__ volatile("" : : : "memory");
+        for (int i = 0; i < BATCH; i++)
+            magpool_release(p, sink[i]);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    const char *which = argc > 1 ? argv[1] : "pair";
+    unsigned long n = argc > 2 ? strtoul(argv[2], NULL, 10) : 1000000;
+    magpool_config_t c = magpool_config_default(64);
+    c.initial_blocks = 4096;
+    magpool_t *p = magpool_create(&c);
+    if (p == NULL)
+        return 2;
+    bool batch = strcmp(which, "batch512") == 0;
+    /* warm-up: the cache, the depot's magazines and the pages exist */
+    if (batch)
+        bench_instr_region_batch512(p, 16 * BATCH);
+    else
+        bench_instr_region_pair(p, 10000);
+    if (batch)
+        bench_instr_region_batch512(p, n);
+    else
+        bench_instr_region_pair(p, n);
+    magpool_destroy(p);
+    return 0;
+}
