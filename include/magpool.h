@@ -37,6 +37,23 @@
  * asks for an abort after the report). See "Diagnostics" below and
  * docs/diagnostics.md.
  *
+ * fork(): a process may fork at any time, also while other threads use
+ * pools. The child may use every pool and buffer manager it inherited
+ * (acquire, release, trim, clear, stats, destroy) and create new ones; blocks
+ * idle in the parent's other threads' caches are idle in the child, blocks
+ * acquired by the parent's threads stay outstanding there. A background
+ * trimmer (magpool_set_trim_interval) is restarted in the child.
+ *
+ * Signals: the functions are NOT async-signal-safe (like malloc): a signal
+ * handler must not call them when it may interrupt its own thread inside
+ * magpool. In MAGPOOL_CHECKED mode such a nested call is refused and
+ * reported (MAGPOOL_ERR_REENTRY): acquire returns NULL with errno EDEADLK,
+ * release leaves the block outstanding.
+ *
+ * Other libraries: magpool's reclamation uses private Concurrency Kit
+ * ck_epoch domains, so a program may use liburcu or ck_epoch itself, from the
+ * same threads, in any order, and call magpool inside its own read sections.
+ *
  * Link with `pkg-config --cflags --libs magpool`.
  */
 #ifndef MAGPOOL_H
@@ -169,7 +186,9 @@ MAGPOOL_API magpool_t *magpool_create(const magpool_config_t *cfg);
  * Fast path: a pop from the calling thread's magazine. When the pool has no
  * idle block it grows by grow_factor; at max_blocks it first takes back blocks
  * parked in other threads' caches, so it fails only when every block is
- * really acquired.
+ * really acquired. (Taking them back needs membarrier(2); where the kernel
+ * or a seccomp policy refuses it, blocks parked in other threads' caches are
+ * out of reach and an acquire at max_blocks can fail while some are idle.)
  *
  * @return a block, or NULL with errno:
  *   - EINVAL: pool is NULL;
@@ -225,7 +244,8 @@ MAGPOOL_API size_t magpool_clear(magpool_t *pool);
  * @return number of blocks whose memory went back to the OS (unmapped, or
  *         lying wholly inside returned pages); 0 for pool == NULL.
  * Thread-safe; not for the hot path (takes the growth lock, signals threads
- * with membarrier(2), may wait for an RCU grace period).
+ * with membarrier(2), may wait for an epoch grace period; where membarrier is
+ * refused, other live threads' caches are left alone).
  */
 MAGPOOL_API size_t magpool_trim(magpool_t *pool, double max_idle_s);
 
@@ -233,8 +253,9 @@ MAGPOOL_API size_t magpool_trim(magpool_t *pool, double max_idle_s);
  * Trim @p pool in the background: every @p interval_s seconds a library
  * thread (one for all pools, started on first use) calls
  * magpool_trim(pool, max_idle_s). interval_s <= 0 stops it for this pool.
- * The thread never runs on the fast path. After fork() the child has no
- * trimmer; call this again there to restart it.
+ * The thread never runs on the fast path. After fork() the child starts
+ * a trimmer of its own for the same pools and settings (should that thread
+ * not start, the next call of this function in the child starts it).
  * @return 0, or -1 with errno: EINVAL (pool NULL, NaN, or a value > 1e9 s),
  *         EAGAIN/ENOMEM (the thread could not be started).
  * Thread-safe.

@@ -52,9 +52,9 @@
 
 enum fence_kind { FENCE_NONE, FENCE_PRIVATE_EXPEDITED, FENCE_GLOBAL };
 /* Written by fence_setup (registry init, fork child: single-threaded) and by
- * heavy_fence() on failure, under a growth lock; read under a growth lock.
- * Relaxed: every reader and writer also holds some growth lock, or runs
- * before any pool exists; the value only ever moves towards FENCE_NONE. */
+ * stealers of any pool when a fence fails. Relaxed: it guards no other data;
+ * after setup the value only moves towards FENCE_NONE, and a stale read
+ * costs one more failed fence, never a steal without one. */
 static _Atomic int fence_kind;
 static bool fence_global_ok; /* MEMBARRIER_CMD_GLOBAL is supported */
 
