@@ -440,7 +440,8 @@ struct tdir {
     uint32_t cap;
     struct tdir_entry e[];
 };
-/* The only thread-local variable: one pointer, initial-exec so the fast path
+/* The fast path's only thread-local variable (diag.c keeps one more word, on
+ * diagnostic paths only): one pointer, initial-exec so the fast path
  * reads it with one %fs-relative load even from a shared library. glibc's
  * static TLS surplus (used when the library is dlopen'ed) easily holds it.
  * It starts out pointing at an empty directory (cap 0), never NULL, so the

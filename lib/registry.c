@@ -7,7 +7,7 @@
  * accepts an entry only if its uid matches the pool's, so a thread whose pool
  * was destroyed, and whose slot now serves another pool, never touches the
  * old cache (destroy freed it). The directory pointer is the library's only
- * thread-local variable.
+ * thread-local variable on the fast path.
  *
  * Thread exit: a pthread key destructor gives the thread's magazines back to
  * each pool that still exists. Existence is decided under the registry lock,
