@@ -41,7 +41,8 @@ struct idle_cut {
     uint64_t now, cutoff;
 };
 
-/* Under reg_lock (from cache_steal_locked): note activity, pick the idle. */
+/* Growth lock held (trim's view of tc is guarded by it): note activity,
+ * pick the idle. */
 static bool cache_is_idle(struct tcache *tc, void *arg)
 {
     const struct idle_cut *c = arg;
@@ -126,8 +127,13 @@ size_t cache_trim(magpool_t *p, uint64_t max_idle_ns)
     struct tcache *self = tcache_lookup(p);
 
     mutex_lock(&p->grow_lock);
+    /* The caller's own cache ages like any other: idle since max_idle (as
+     * seen by successive trims), its rounds go back, stamped with its last
+     * activity; clear (age 0) takes them whatever their age. */
     if (self && max_idle_ns == 0)
         cache_flush_locked(p, self, cut.now, NULL);
+    else if (self && cache_is_idle(self, &cut))
+        cache_flush_locked(p, self, self->trim_seen, NULL);
     cache_steal_locked(p, self, max_idle_ns ? cache_is_idle : NULL, &cut, NULL);
 
     struct mag_list old = { 0 }, young = { 0 };

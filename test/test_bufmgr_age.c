@@ -97,3 +97,34 @@ Test(bufmgr_age, clear_unused_zero_needs_no_clock)
     cr_assert_eq(magpool_bufmgr_clear_unused(bm, 0.0), 4);
     magpool_bufmgr_destroy(bm);
 }
+
+/* The caller's own cache ages too: a thread that released buffers and then
+ * calls clear_unused(age) twice, age apart, gets them back (issue: only
+ * clear_unused(0) used to reach the caller's own cache). */
+Test(bufmgr_age, own_idle_cache_is_reclaimed_by_age)
+{
+    magpool_test_clock_ns = fake_clock;
+    set_time(0);
+    magpool_bufmgr_t *bm = magpool_bufmgr_create(0);
+    cr_assert_not_null(bm);
+    void *v[256];
+    for (int i = 0; i < 256; i++)
+        cr_assert_not_null(v[i] = magpool_bufmgr_get(bm, 1000, MAGPOOL_F64));
+    for (int i = 0; i < 256; i++)
+        magpool_bufmgr_release(bm, v[i]);
+    set_time(1);
+    size_t first = magpool_bufmgr_clear_unused(bm, 0.01); /* notes our cache */
+    set_time(1.03);
+    size_t second = magpool_bufmgr_clear_unused(bm, 0.01);
+    cr_assert_gt(first + second, 0, "nothing freed from the caller's own idle cache");
+    magpool_bufmgr_stats_t s;
+    cr_assert_eq(magpool_bufmgr_get_stats(bm, &s), 0);
+    cr_assert_eq(s.idle_blocks, 0, "%zu idle blocks left in the caller's cache", s.idle_blocks);
+    /* A cache in use is not taken: use it, trim at once, nothing goes. */
+    void *b = magpool_bufmgr_get(bm, 1000, MAGPOOL_F64);
+    magpool_bufmgr_release(bm, b);
+    set_time(1.031);
+    cr_assert_eq(magpool_bufmgr_clear_unused(bm, 0.01), 0);
+    magpool_bufmgr_destroy(bm);
+    magpool_test_clock_ns = NULL;
+}
