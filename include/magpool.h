@@ -79,9 +79,25 @@ extern "C" {
 #define MAGPOOL_MALLOC_ATTR
 #endif
 
+/*
+ * Versions and the ABI promise.
+ *
+ * From 0.1 on, a program compiled against any released magpool.h keeps
+ * working, unrebuilt, with every later 0.x / 1.x library (and keeps
+ * compiling against every later header): functions are only added, struct
+ * fields are only appended, and the functions that exchange structs pass
+ * the size the program was compiled with (magpool_create,
+ * magpool_config_default and magpool_get_stats are macros over the *_sized
+ * entry points below; the 0.1 symbols remain for 0.1 binaries). A new
+ * config field's zero value always means "as before".
+ */
 #define MAGPOOL_VERSION_MAJOR 0
-#define MAGPOOL_VERSION_MINOR 1
+#define MAGPOOL_VERSION_MINOR 2
 #define MAGPOOL_VERSION_PATCH 0
+#define MAGPOOL_VERSION_STRING "0.2.0"
+/** MAJOR * 10000 + MINOR * 100 + PATCH, for #if comparisons. */
+#define MAGPOOL_VERSION_NUMBER                                              \
+    (MAGPOOL_VERSION_MAJOR * 10000 + MAGPOOL_VERSION_MINOR * 100 + MAGPOOL_VERSION_PATCH)
 
 /** Opaque pool handle. */
 typedef struct magpool magpool_t;
@@ -99,13 +115,15 @@ enum {
                                      see "Diagnostics")                             */
 };
 
-/** Pool configuration. Start from magpool_config_default() and change fields. */
+/** Pool configuration. Start from magpool_config_default() and change fields,
+ *  or zero-initialise it and set block_size: every other field's zero value
+ *  means its default (initial_blocks 0: no preallocation). */
 typedef struct magpool_config {
     size_t block_size;         /**< bytes per block, > 0                           */
     size_t align;              /**< power of two; 0 = default (16)                 */
     size_t initial_blocks;     /**< preallocated at create (default 10)            */
     size_t max_blocks;         /**< hard cap, 0 = unlimited                        */
-    double grow_factor;        /**< > 1.0 (default 2.0)                            */
+    double grow_factor;        /**< in (1, 64]; 0 = default (2.0)                  */
     unsigned magazine_size;    /**< blocks per magazine, 0 = automatic             */
     unsigned flags;            /**< MAGPOOL_PREFAULT | MAGPOOL_CHECKED ...         */
     magpool_backend_t backend; /**< lock-free (default) or the mutex baseline      */
@@ -147,19 +165,39 @@ typedef struct magpool_stats {
                                       again in between)                             */
     size_t magazines;            /**< magazines allocated now (cache metadata)      */
     uint64_t errors;             /**< misuse reports made for this pool (CHECKED)   */
+    /* Since 0.2 (a 0.1 program's magpool_get_stats never writes these). */
+    uint64_t reclaims;           /**< idle thread caches whose blocks trim or clear
+                                      took back (the steal protocol, not at the cap) */
+    size_t spilled;              /**< idle blocks parked without a magazine because
+                                      magazine memory ran out                       */
 } magpool_stats_t;
 
 /**
- * A configuration with every default filled in for blocks of @p block_size
- * bytes: align 16, initial_blocks 10, max_blocks 0 (unlimited), grow_factor 2.0,
- * automatic magazine size, no flags, MAGPOOL_LOCKFREE.
- * Pure function; never fails (validation happens in magpool_create).
+ * Fill the first @p cfg_size bytes of @p cfg with every default for blocks of
+ * @p block_size bytes: align 16, initial_blocks 10, max_blocks 0
+ * (unlimited), grow_factor 2.0, automatic magazine size, no flags,
+ * MAGPOOL_LOCKFREE; fields this library does not know are zeroed.
+ * @return 0, or -1 with errno EINVAL (cfg NULL, or cfg_size smaller than the
+ *         0.1 struct). Never fails otherwise (validation is in magpool_create).
  */
-MAGPOOL_API magpool_config_t magpool_config_default(size_t block_size);
+MAGPOOL_API int magpool_config_init(magpool_config_t *cfg, size_t cfg_size, size_t block_size);
+
+/** The configuration magpool_config_init() gives, by value. (A macro over an
+ *  inline function of this header, so the struct returned has the size the
+ *  program was compiled with; the 0.1 symbol remains for 0.1 binaries.) */
+MAGPOOL_API magpool_config_t(magpool_config_default)(size_t block_size);
+static inline magpool_config_t magpool_config_default_inline_(size_t block_size)
+{
+    magpool_config_t c;
+    magpool_config_init(&c, sizeof c, block_size);
+    return c;
+}
+#define magpool_config_default(block_size) magpool_config_default_inline_(block_size)
 
 /**
  * Create a pool and preallocate cfg->initial_blocks blocks (capped at
- * cfg->max_blocks when that is non-zero).
+ * cfg->max_blocks when that is non-zero). A macro over magpool_create_sized,
+ * passing the config's size as the program knows it.
  *
  * The environment variable MAGPOOL_CHECKED=1 turns MAGPOOL_CHECKED on for every
  * pool created afterwards, without recompiling; MAGPOOL_PASSTHROUGH=1 sends
@@ -167,7 +205,8 @@ MAGPOOL_API magpool_config_t magpool_config_default(size_t block_size);
  *
  * @return the pool, or NULL with errno:
  *   - EINVAL: cfg NULL, block_size 0, align not a power of two (or > 1 MiB),
- *     grow_factor not > 1 (NaN and infinity included), backend unknown, flags
+ *     grow_factor not in (1, 64] and not 0 (NaN and infinity included),
+ *     backend unknown, flags
  *     unknown, magazine_size > 4096, or block_size x initial_blocks (or x
  *     max_blocks) overflowing the address space. max_blocks < initial_blocks
  *     is not an error: the preallocation is capped.
@@ -177,7 +216,12 @@ MAGPOOL_API magpool_config_t magpool_config_default(size_t block_size);
  * (never max_blocks).
  * Thread-safe.
  */
-MAGPOOL_API magpool_t *magpool_create(const magpool_config_t *cfg);
+MAGPOOL_API magpool_t *(magpool_create)(const magpool_config_t *cfg);
+/** magpool_create for a config of @p cfg_size bytes: smaller (an older
+ *  program) gets defaults for the fields it does not have; larger (a newer
+ *  header) is EINVAL unless the bytes this library does not know are zero. */
+MAGPOOL_API magpool_t *magpool_create_sized(const magpool_config_t *cfg, size_t cfg_size);
+#define magpool_create(cfg) magpool_create_sized((cfg), sizeof(magpool_config_t))
 
 /**
  * Take one block. The block is at least block_size bytes, aligned to the
@@ -264,11 +308,17 @@ MAGPOOL_API int magpool_set_trim_interval(magpool_t *pool, double interval_s,
                                           double max_idle_s);
 
 /**
- * Fill @p out with a snapshot of the pool's counters.
- * @return 0, or -1 with errno EINVAL when pool or out is NULL.
+ * Fill @p out with a snapshot of the pool's counters. A macro over
+ * magpool_get_stats_sized, passing the struct's size as the program knows it:
+ * only that many bytes are written.
+ * @return 0, or -1 with errno EINVAL when pool or out is NULL (or out_size is
+ *         smaller than the 0.1 struct).
  * Thread-safe; takes a lock that only the slow paths use, not for the hot path.
  */
-MAGPOOL_API int magpool_get_stats(magpool_t *pool, magpool_stats_t *out);
+MAGPOOL_API int(magpool_get_stats)(magpool_t *pool, magpool_stats_t *out);
+MAGPOOL_API int magpool_get_stats_sized(magpool_t *pool, magpool_stats_t *out, size_t out_size);
+#define magpool_get_stats(pool, out) \
+    magpool_get_stats_sized((pool), (out), sizeof(magpool_stats_t))
 
 /** Usable bytes per block (the configured block_size); 0 for NULL. */
 MAGPOOL_API size_t magpool_block_size(const magpool_t *pool);
@@ -306,8 +356,11 @@ MAGPOOL_API void magpool_thread_flush(magpool_t *pool);
  */
 MAGPOOL_API void magpool_destroy(magpool_t *pool);
 
-/** "MAJOR.MINOR.PATCH" of the library actually loaded. */
+/** "MAJOR.MINOR.PATCH" of the library actually loaded (compare with
+ *  MAGPOOL_VERSION_STRING, the header the program was compiled with). */
 MAGPOOL_API const char *magpool_version(void);
+/** MAGPOOL_VERSION_NUMBER of the library actually loaded. */
+MAGPOOL_API unsigned magpool_version_number(void);
 
 /* ======================================================================
  * Diagnostics: checked mode, sanitizer and valgrind awareness, passthrough
@@ -539,7 +592,12 @@ MAGPOOL_API size_t magpool_objpool_trim(magpool_objpool_t *op, double max_idle_s
  * @return 0, or -1 with errno EINVAL when op or out is NULL.
  * Thread-safe; not for the hot path.
  */
-MAGPOOL_API int magpool_objpool_get_stats(magpool_objpool_t *op, magpool_objpool_stats_t *out);
+MAGPOOL_API int(magpool_objpool_get_stats)(magpool_objpool_t *op, magpool_objpool_stats_t *out);
+/** As magpool_get_stats_sized, for an object pool. */
+MAGPOOL_API int magpool_objpool_get_stats_sized(magpool_objpool_t *op,
+                                                magpool_objpool_stats_t *out, size_t out_size);
+#define magpool_objpool_get_stats(op, out) \
+    magpool_objpool_get_stats_sized((op), (out), sizeof(magpool_objpool_stats_t))
 
 /**
  * fini() every constructed object (outstanding ones included, since their
@@ -692,7 +750,12 @@ MAGPOOL_API size_t magpool_bufmgr_clear_unused(magpool_bufmgr_t *bm, double max_
  * @return 0, or -1 with errno EINVAL when bm or out is NULL.
  * Thread-safe; not for the hot path.
  */
-MAGPOOL_API int magpool_bufmgr_get_stats(magpool_bufmgr_t *bm, magpool_bufmgr_stats_t *out);
+MAGPOOL_API int(magpool_bufmgr_get_stats)(magpool_bufmgr_t *bm, magpool_bufmgr_stats_t *out);
+/** As magpool_get_stats_sized, for a buffer manager. */
+MAGPOOL_API int magpool_bufmgr_get_stats_sized(magpool_bufmgr_t *bm, magpool_bufmgr_stats_t *out,
+                                               size_t out_size);
+#define magpool_bufmgr_get_stats(bm, out) \
+    magpool_bufmgr_get_stats_sized((bm), (out), sizeof(magpool_bufmgr_stats_t))
 
 /**
  * Free everything: every class pool and every large buffer, including

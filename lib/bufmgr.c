@@ -602,12 +602,28 @@ MAGPOOL_API size_t magpool_bufmgr_clear_unused(magpool_bufmgr_t *bm, double max_
     return n;
 }
 
-MAGPOOL_API int magpool_bufmgr_get_stats(magpool_bufmgr_t *bm, magpool_bufmgr_stats_t *out)
+/* The 0.1 symbol: writes the 0.1 struct only. */
+MAGPOOL_API int(magpool_bufmgr_get_stats)(magpool_bufmgr_t *bm, magpool_bufmgr_stats_t *out)
 {
-    if (bm == NULL || out == NULL) {
+    return magpool_bufmgr_get_stats_sized(bm, out, BUFMGR_STATS_SIZE_0_1);
+}
+
+static void bufmgr_stats(magpool_bufmgr_t *bm, magpool_bufmgr_stats_t *out);
+
+MAGPOOL_API int magpool_bufmgr_get_stats_sized(magpool_bufmgr_t *bm, magpool_bufmgr_stats_t *out,
+                                               size_t out_size)
+{
+    if (bm == NULL || out == NULL || out_size < BUFMGR_STATS_SIZE_0_1) {
         errno = EINVAL;
         return -1;
     }
+    magpool_bufmgr_stats_t s;
+    bufmgr_stats(bm, &s);
+    return abi_copy_out(out, out_size, &s, sizeof s, BUFMGR_STATS_SIZE_0_1);
+}
+
+static void bufmgr_stats(magpool_bufmgr_t *bm, magpool_bufmgr_stats_t *out)
+{
     memset(out, 0, sizeof *out);
     for (unsigned c = 0; c < BM_NCLASS; c++) {
         magpool_t *p = atomic_load_acquire(&bm->cls[c].pool); /* as in get */
@@ -636,7 +652,6 @@ MAGPOOL_API int magpool_bufmgr_get_stats(magpool_bufmgr_t *bm, magpool_bufmgr_st
     out->bad_releases = atomic_load_relaxed(&bm->bad_releases);
     out->bytes_reserved += atomic_load_relaxed(&bm->large_bytes);
     out->idle_buffers = bm->max_buffers ? atomic_load_relaxed(&bm->idle) : 0;
-    return 0;
 }
 
 MAGPOOL_API void magpool_bufmgr_destroy(magpool_bufmgr_t *bm)

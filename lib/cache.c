@@ -149,7 +149,7 @@ static void *take_block_locked(magpool_t *p, struct tcache *tc)
              * caught inside an operation (a popped magazine in hand) were
              * waited for. One more pass, then fail for real. */
             stole = true;
-            if (cache_steal_locked(p, tc, NULL, NULL, &stolen))
+            if (cache_steal_locked(p, tc, NULL, NULL, &stolen, NULL))
                 counter_inc(&p->steals); /* growth lock held: one writer */
             continue;
         }

@@ -45,6 +45,7 @@
 #define MAGPOOL_MIN_ALIGN       8u           /* a block can hold a link     */
 #define MAGPOOL_MAX_ALIGN       (1u << 20)
 #define MAGPOOL_MAX_MAGAZINE    4096u
+#define MAGPOOL_MAX_GROW_FACTOR 64.0         /* beyond, one step maps it all */
 
 /* ------------------------------------------------------------------ slabs */
 
@@ -316,7 +317,8 @@ struct magpool {
     /* Growth lock: growth, steals, clear, the spill set. Lock order: the
      * table in docs/design.md, "Locks and grace periods". */
     pthread_mutex_t grow_lock;
-    size_t nspill;              /* blocks in the spill set (slab.c)         */
+    _Atomic size_t nspill;      /* blocks in the spill set (slab.c): written
+                                   under the growth lock, read by stats     */
 
     /* Thread caches of this pool, and the counters of detached ones. */
     pthread_mutex_t reg_lock;
@@ -327,7 +329,7 @@ struct magpool {
     uint64_t retired_depot_gets, retired_depot_puts;
 
     /* Slow-path counters, written under grow_lock, read relaxed by stats. */
-    _Atomic uint64_t misses, grows, trims, failed, steals;
+    _Atomic uint64_t misses, grows, trims, failed, steals, reclaims;
     _Atomic uint64_t bytes_returned;
     uint64_t trim_ops, trim_seen; /* mutex backend: trim's idle detection */
 
@@ -347,18 +349,27 @@ struct magpool {
 static inline void spill_push_locked(magpool_t *p, void *b)
 {
     if (slab_spill_add(&p->slabs, b))
-        p->nspill++;
+        counter_inc(&p->nspill); /* growth lock: one writer */
 }
 
 static inline void *spill_pop_locked(magpool_t *p)
 {
-    if (p->nspill == 0)
+    if (atomic_load_relaxed(&p->nspill) == 0)
         return NULL;
     void *b = slab_spill_take(&p->slabs);
     if (b)
-        p->nspill--;
+        atomic_store_relaxed(&p->nspill, atomic_load_relaxed(&p->nspill) - 1);
     return b;
 }
+
+/* abi.c: structs of the size the program knows (see abi.c). The sizes of
+ * the 0.1 structs, the smallest a program may pass: */
+#define CONFIG_SIZE_0_1       sizeof(magpool_config_t) /* not grown yet: when a
+                                  field is appended, offsetof(that field) */
+#define STATS_SIZE_0_1        offsetof(magpool_stats_t, reclaims)
+#define BUFMGR_STATS_SIZE_0_1 sizeof(magpool_bufmgr_stats_t) /* not grown yet */
+int abi_copy_out(void *dst, size_t dst_size, const void *src, size_t src_size, size_t min_size);
+int abi_copy_in(void *dst, size_t dst_size, const void *src, size_t src_size, size_t min_size);
 
 /* pool.c */
 magpool_t *pool_create_hooked(const magpool_config_t *cfg, const struct pool_hooks *hooks);
@@ -420,7 +431,7 @@ size_t cache_flush_locked(magpool_t *p, struct tcache *tc, uint64_t stamp,
                           struct mag **keep);
 size_t cache_steal_locked(magpool_t *p, struct tcache *self,
                           bool (*want)(struct tcache *, void *), void *arg,
-                          struct mag **keep);
+                          struct mag **keep, uint64_t *caches);
 
 /* trim.c */
 size_t cache_trim(magpool_t *p, uint64_t max_idle_ns);

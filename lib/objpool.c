@@ -151,13 +151,20 @@ MAGPOOL_API size_t magpool_objpool_trim(magpool_objpool_t *op, double max_idle_s
     return op ? magpool_trim(op->pool, max_idle_s) : 0;
 }
 
-MAGPOOL_API int magpool_objpool_get_stats(magpool_objpool_t *op, magpool_objpool_stats_t *out)
+/* The 0.1 symbol: writes the 0.1 struct only. */
+MAGPOOL_API int(magpool_objpool_get_stats)(magpool_objpool_t *op, magpool_objpool_stats_t *out)
 {
-    if (op == NULL || out == NULL) {
+    return magpool_objpool_get_stats_sized(op, out, STATS_SIZE_0_1);
+}
+
+MAGPOOL_API int magpool_objpool_get_stats_sized(magpool_objpool_t *op,
+                                                magpool_objpool_stats_t *out, size_t out_size)
+{
+    if (op == NULL) {
         errno = EINVAL;
         return -1;
     }
-    return magpool_get_stats(op->pool, out);
+    return magpool_get_stats_sized(op->pool, out, out_size);
 }
 
 MAGPOOL_API void magpool_objpool_destroy(magpool_objpool_t *op)

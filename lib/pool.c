@@ -11,7 +11,7 @@
 
 #include "internal.h"
 
-MAGPOOL_API magpool_config_t magpool_config_default(size_t block_size)
+MAGPOOL_API int magpool_config_init(magpool_config_t *cfg, size_t cfg_size, size_t block_size)
 {
     magpool_config_t c = {
         .block_size = block_size,
@@ -23,12 +23,15 @@ MAGPOOL_API magpool_config_t magpool_config_default(size_t block_size)
         .flags = 0,
         .backend = MAGPOOL_LOCKFREE,
     };
-    return c;
+    return abi_copy_out(cfg, cfg_size, &c, sizeof c, CONFIG_SIZE_0_1);
 }
 
-MAGPOOL_API const char *magpool_version(void)
+/* The 0.1 symbol (0.1 binaries; the header's macro uses an inline copy). */
+MAGPOOL_API magpool_config_t(magpool_config_default)(size_t block_size)
 {
-    return "0.1.0";
+    magpool_config_t c;
+    magpool_config_init(&c, sizeof c, block_size);
+    return c;
 }
 
 /* Blocks to add when the pool holds `total`: the preallocation first, then
@@ -98,8 +101,8 @@ static int validate(const magpool_config_t *cfg, size_t *align_out)
         return -1;
     if (align < MAGPOOL_MIN_ALIGN)
         align = MAGPOOL_MIN_ALIGN;
-    if (!(cfg->grow_factor > 1.0) || !isfinite(cfg->grow_factor))
-        return -1;
+    if (!(cfg->grow_factor > 1.0 && cfg->grow_factor <= MAGPOOL_MAX_GROW_FACTOR))
+        return -1; /* NaN and infinity fail here too; 0 became 2.0 */
     if (cfg->backend != MAGPOOL_LOCKFREE && cfg->backend != MAGPOOL_MUTEX)
         return -1;
     if (cfg->flags & ~(unsigned)(MAGPOOL_PREFAULT | MAGPOOL_CHECKED))
@@ -147,14 +150,29 @@ uint64_t pool_clock_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-MAGPOOL_API magpool_t *magpool_create(const magpool_config_t *cfg)
+/* The 0.1 symbol: a 0.1 program's config. */
+MAGPOOL_API magpool_t *(magpool_create)(const magpool_config_t *cfg)
 {
-    return pool_create_hooked(cfg, NULL);
+    return magpool_create_sized(cfg, CONFIG_SIZE_0_1);
+}
+
+MAGPOOL_API magpool_t *magpool_create_sized(const magpool_config_t *cfg, size_t cfg_size)
+{
+    magpool_config_t c;
+    if (abi_copy_in(&c, sizeof c, cfg, cfg_size, CONFIG_SIZE_0_1) != 0)
+        return NULL; /* errno EINVAL */
+    return pool_create_hooked(&c, NULL);
 }
 
 magpool_t *pool_create_hooked(const magpool_config_t *cfg, const struct pool_hooks *hooks)
 {
     size_t align;
+    magpool_config_t defaulted;
+    if (cfg != NULL && cfg->grow_factor == 0.0) { /* zero means the default */
+        defaulted = *cfg;
+        defaulted.grow_factor = 2.0;
+        cfg = &defaulted;
+    }
     if (validate(cfg, &align) != 0) {
         errno = EINVAL;
         return NULL;
@@ -261,12 +279,27 @@ MAGPOOL_API void magpool_thread_flush(magpool_t *p)
     cache_flush_self(p);
 }
 
-MAGPOOL_API int magpool_get_stats(magpool_t *p, magpool_stats_t *out)
+/* The 0.1 symbol: writes the 0.1 struct only. */
+MAGPOOL_API int(magpool_get_stats)(magpool_t *p, magpool_stats_t *out)
 {
-    if (p == NULL || out == NULL) {
+    return magpool_get_stats_sized(p, out, STATS_SIZE_0_1);
+}
+
+static void pool_stats(magpool_t *p, magpool_stats_t *out);
+
+MAGPOOL_API int magpool_get_stats_sized(magpool_t *p, magpool_stats_t *out, size_t out_size)
+{
+    if (p == NULL || out == NULL || out_size < STATS_SIZE_0_1) {
         errno = EINVAL;
         return -1;
     }
+    magpool_stats_t s;
+    pool_stats(p, &s);
+    return abi_copy_out(out, out_size, &s, sizeof s, STATS_SIZE_0_1);
+}
+
+static void pool_stats(magpool_t *p, magpool_stats_t *out)
+{
     memset(out, 0, sizeof *out);
     if (p->mode == MODE_MUTEX)
         mutex_pool_stats(p, out);
@@ -280,6 +313,8 @@ MAGPOOL_API int magpool_get_stats(magpool_t *p, magpool_stats_t *out)
     out->failed = atomic_load_relaxed(&p->failed);
     out->steals = atomic_load_relaxed(&p->steals);
     out->bytes_returned = atomic_load_relaxed(&p->bytes_returned);
+    out->reclaims = atomic_load_relaxed(&p->reclaims);
+    out->spilled = atomic_load_relaxed(&p->nspill);
     out->blocks_outstanding = out->acquires >= out->releases
                               ? (size_t)(out->acquires - out->releases) : 0;
     out->hits = out->acquires >= out->misses ? out->acquires - out->misses : 0;
@@ -288,7 +323,6 @@ MAGPOOL_API int magpool_get_stats(magpool_t *p, magpool_stats_t *out)
                               ? (size_t)(out->acquires - out->releases) : 0;
     out->hits = out->acquires >= out->misses ? out->acquires - out->misses : 0;
     out->hit_rate = out->acquires ? (double)out->hits / (double)out->acquires : 0.0;
-    return 0;
 }
 
 MAGPOOL_API size_t magpool_block_size(const magpool_t *p)

@@ -191,18 +191,23 @@ size_t cache_flush_locked(magpool_t *p, struct tcache *tc, uint64_t stamp, struc
  * but `self` for which want(tc, arg) is true (all of them when want is NULL).
  * Caller holds the growth lock (so at most one stealer runs, and the owner of
  * `self` is the caller). `keep`: see cache_flush_locked(). Returns the number
- * of blocks moved. */
+ * of blocks moved; *caches (if not NULL) += the caches they came from. */
 size_t cache_steal_locked(magpool_t *p, struct tcache *self,
                           bool (*want)(struct tcache *, void *), void *arg,
-                          struct mag **keep)
+                          struct mag **keep, uint64_t *caches)
 {
     size_t moved = 0;
     uint64_t now = pool_clock_ns();
     mutex_lock(&p->reg_lock);
     if (stop_owners_locked(p, self, want, arg)) {
-        for (struct tcache *tc = p->tcaches; tc; tc = tc->next)
-            if (tc->victim)
-                moved += cache_flush_locked(p, tc, want ? tc->trim_seen : now, keep);
+        for (struct tcache *tc = p->tcaches; tc; tc = tc->next) {
+            if (!tc->victim)
+                continue;
+            size_t m = cache_flush_locked(p, tc, want ? tc->trim_seen : now, keep);
+            moved += m;
+            if (m && caches)
+                (*caches)++;
+        }
         release_owners_locked(p);
     }
     pthread_mutex_unlock(&p->reg_lock);

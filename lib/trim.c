@@ -134,14 +134,16 @@ size_t cache_trim(magpool_t *p, uint64_t max_idle_ns)
         cache_flush_locked(p, self, cut.now, NULL);
     else if (self && cache_is_idle(self, &cut))
         cache_flush_locked(p, self, self->trim_seen, NULL);
-    cache_steal_locked(p, self, max_idle_ns ? cache_is_idle : NULL, &cut, NULL);
+    uint64_t caches = 0;
+    cache_steal_locked(p, self, max_idle_ns ? cache_is_idle : NULL, &cut, NULL, &caches);
+    counter_add(&p->reclaims, caches); /* growth lock held: one writer */
 
     struct mag_list old = { 0 }, young = { 0 };
     drain_stack(&p->depot, &p->depot.full, cut.cutoff, &old, &young);
     size_t n = 0, cap = 0, returned = 0, bytes = 0;
     for (size_t i = 0; i < old.n; i++)
         cap += old.v[i]->count;
-    cap += p->nspill;
+    cap += atomic_load_relaxed(&p->nspill);
     void **idle = malloc((cap ? cap : 1) * sizeof *idle);
     if (idle == NULL) { /* put everything back untouched */
         for (size_t i = old.n; i-- > 0;)

@@ -175,7 +175,7 @@ int main(int argc, char **argv)
         LOAD(destroy, "magpool_destroy");
         LOAD(get_stats, "magpool_get_stats");
         LOAD(version, "magpool_version");
-        CHECK(strcmp(api.version(), "0.1.0") == 0, "version %s", api.version());
+        CHECK(strcmp(api.version(), MAGPOOL_VERSION_STRING) == 0, "version %s", api.version());
 
         if (run_backend(MAGPOOL_LOCKFREE, "LOCKFREE") || run_backend(MAGPOOL_MUTEX, "MUTEX"))
             return 1;

@@ -23,7 +23,7 @@
 
 #include <magpool.h>
 
-static magpool_backend_t mp_backends_[] = {MAGPOOL_LOCKFREE, MAGPOOL_MUTEX};
+static magpool_backend_t mp_backends_[] __attribute__((unused)) = {MAGPOOL_LOCKFREE, MAGPOOL_MUTEX};
 
 static inline const char *mp_backend_name(magpool_backend_t b)
 {

@@ -1,0 +1,680 @@
+/*
+ * magpool — a concurrent fixed-block memory pool.
+ *
+ * A pool hands out blocks of one size. Each thread keeps a small cache of
+ * blocks per pool (two "magazines", after Bonwick & Adams, USENIX 2001), so the
+ * common acquire/release touches only memory private to the calling thread: no
+ * lock, no atomic read-modify-write, no shared cache line. Full and empty
+ * magazines are exchanged with a lock-free depot; the depot is refilled from
+ * mmap'd slabs that grow by a configurable factor up to a hard cap.
+ * A second backend, MAGPOOL_MUTEX, implements the same API the simple way (one
+ * lock around one free list) and is the baseline every claim is measured
+ * against.
+ *
+ * Synchronization table: which calls may run at the same time on ONE pool
+ * (different pools are fully independent).
+ *
+ *                     acquire release clear/trim set_trim get_stats report destroy
+ *   magpool_acquire      X       X        X         X        X        X       -
+ *   magpool_release      X       X        X         X        X        X       -
+ *   clear/trim           X       X        X         X        X        X       -
+ *   set_trim_interval    X       X        X         X        X        X       -
+ *   get_stats            X       X        X         X        X        X       -
+ *   destroy              -       -        -         -        -        -       -
+ *
+ *   X: may run concurrently from different threads.
+ *   -: must not overlap; magpool_destroy requires that no other thread uses the
+ *      pool any more (threads that used it may still be alive: their caches of
+ *      the pool are reclaimed by destroy and never touched again).
+ *
+ * Errors: functions that return a pointer return NULL and set errno; functions
+ * that return int return 0 or -1 and set errno. Fast mode never aborts and
+ * prints nothing on any operation; the one report it makes is at
+ * magpool_destroy, when blocks are still outstanding (through the error
+ * handler, so it can be silenced). MAGPOOL_CHECKED mode reports misuse through the error handler
+ * (magpool_set_error_handler; default: one line on stderr) and sets errno,
+ * and still never aborts or corrupts the pool (unless MAGPOOL_ABORT_ON_ERROR
+ * asks for an abort after the report). See "Diagnostics" below and
+ * docs/diagnostics.md.
+ *
+ * Link with `pkg-config --cflags --libs magpool`.
+ */
+#ifndef MAGPOOL_H
+#define MAGPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(MAGPOOL_BUILDING) && defined(__GNUC__)
+#define MAGPOOL_API __attribute__((visibility("default")))
+#else
+#define MAGPOOL_API
+#endif
+
+#if defined(__GNUC__)
+#define MAGPOOL_MALLOC_ATTR __attribute__((malloc, warn_unused_result))
+#else
+#define MAGPOOL_MALLOC_ATTR
+#endif
+
+#define MAGPOOL_VERSION_MAJOR 0
+#define MAGPOOL_VERSION_MINOR 1
+#define MAGPOOL_VERSION_PATCH 0
+
+/** Opaque pool handle. */
+typedef struct magpool magpool_t;
+
+/** Which implementation serves a pool. */
+typedef enum {
+    MAGPOOL_LOCKFREE = 0, /**< per-thread magazines + lock-free depot (default) */
+    MAGPOOL_MUTEX = 1     /**< one mutex around one free list: the baseline      */
+} magpool_backend_t;
+
+/** Pool flags (magpool_config_t.flags). */
+enum {
+    MAGPOOL_PREFAULT = 1u << 0, /**< touch pages at create/grow (no page fault later) */
+    MAGPOOL_CHECKED = 1u << 1   /**< detect misuse, record acquire sites (slower;
+                                     see "Diagnostics")                             */
+};
+
+/** Pool configuration. Start from magpool_config_default() and change fields. */
+typedef struct magpool_config {
+    size_t block_size;         /**< bytes per block, > 0                           */
+    size_t align;              /**< power of two; 0 = default (16)                 */
+    size_t initial_blocks;     /**< preallocated at create (default 10)            */
+    size_t max_blocks;         /**< hard cap, 0 = unlimited                        */
+    double grow_factor;        /**< > 1.0 (default 2.0)                            */
+    unsigned magazine_size;    /**< blocks per magazine, 0 = automatic             */
+    unsigned flags;            /**< MAGPOOL_PREFAULT | MAGPOOL_CHECKED ...         */
+    magpool_backend_t backend; /**< lock-free (default) or the mutex baseline      */
+} magpool_config_t;
+
+/**
+ * Pool statistics (magpool_get_stats).
+ *
+ * Counters are kept per thread by their only writer and summed on read, so a
+ * snapshot taken while other threads work is not atomic as a whole; at
+ * quiescence it is exact and acquires - releases == blocks_outstanding.
+ */
+typedef struct magpool_stats {
+    uint64_t acquires, releases; /**< successful calls                              */
+    uint64_t hits, misses;       /**< hit: served from idle pooled blocks; miss: the
+                                      pool had none idle and had to grow (map a new
+                                      slab) to serve the call. hits + misses ==
+                                      acquires                                      */
+    uint64_t grows, trims;       /**< slab growth events, trim events               */
+    uint64_t failed;             /**< acquires that returned NULL                   */
+    size_t blocks_total;         /**< blocks carved from slabs, now                 */
+    size_t blocks_outstanding;   /**< acquired and not yet released                 */
+    size_t bytes_reserved;       /**< mapped bytes (slabs)                          */
+    double hit_rate;             /**< hits / acquires, 0 when none                  */
+    /* Additions beyond the seed's counters (cache layer). */
+    uint64_t depot_gets;         /**< full magazines taken from the depot           */
+    uint64_t depot_puts;         /**< full magazines given to the depot             */
+    uint64_t steals;             /**< times parked blocks were taken back from other
+                                      threads' caches to honour max_blocks          */
+    uint64_t threads;            /**< thread caches currently attached to the pool  */
+    uint64_t bytes_returned;     /**< bytes given back to the OS by trim/clear so
+                                      far: the sum over calls of munmap'd slabs and
+                                      madvise(MADV_DONTNEED)'d idle pages (a page
+                                      madvised by one trim and unmapped with its
+                                      slab by a later one counts in both)          */
+    size_t magazines;            /**< magazines allocated now (cache metadata)      */
+    uint64_t errors;             /**< misuse reports made for this pool (CHECKED)   */
+} magpool_stats_t;
+
+/**
+ * A configuration with every default filled in for blocks of @p block_size
+ * bytes: align 16, initial_blocks 10, max_blocks 0 (unlimited), grow_factor 2.0,
+ * automatic magazine size, no flags, MAGPOOL_LOCKFREE.
+ * Pure function; never fails (validation happens in magpool_create).
+ */
+MAGPOOL_API magpool_config_t magpool_config_default(size_t block_size);
+
+/**
+ * Create a pool and preallocate cfg->initial_blocks blocks (capped at
+ * cfg->max_blocks when that is non-zero).
+ *
+ * The environment variable MAGPOOL_CHECKED=1 turns MAGPOOL_CHECKED on for every
+ * pool created afterwards, without recompiling; MAGPOOL_PASSTHROUGH=1 sends
+ * every acquire of such pools to the system allocator (see "Diagnostics").
+ *
+ * @return the pool, or NULL with errno:
+ *   - EINVAL: cfg NULL, block_size 0, align not a power of two (or > 1 MiB),
+ *     grow_factor not > 1 (NaN and infinity included), backend unknown, flags
+ *     unknown, magazine_size > 4096, or block_size x initial_blocks (or x
+ *     max_blocks) overflowing the address space. max_blocks < initial_blocks
+ *     is not an error: the preallocation is capped.
+ *   - ENOMEM: the preallocation could not be mapped.
+ * Slabs are whole pages and every block of a slab is carved, so blocks_total
+ * may exceed the requested count by less than a page's worth of blocks
+ * (never max_blocks).
+ * Thread-safe.
+ */
+MAGPOOL_API magpool_t *magpool_create(const magpool_config_t *cfg);
+
+/**
+ * Take one block. The block is at least block_size bytes, aligned to the
+ * configured alignment, and its contents are unspecified (not zeroed).
+ *
+ * Fast path: a pop from the calling thread's magazine. When the pool has no
+ * idle block it grows by grow_factor; at max_blocks it first takes back blocks
+ * parked in other threads' caches, so it fails only when every block is
+ * really acquired.
+ *
+ * @return a block, or NULL with errno:
+ *   - EINVAL: pool is NULL;
+ *   - ENOMEM: max_blocks blocks are outstanding, or growing failed (mmap).
+ * Thread-safe; lock-free except for growth and the at-cap steal.
+ */
+MAGPOOL_API void *magpool_acquire(magpool_t *pool) MAGPOOL_MALLOC_ATTR;
+
+/**
+ * Give back a block obtained from magpool_acquire() on the same pool. Any
+ * thread may release any block (producer/consumer is fine and fast).
+ * block == NULL is a no-op.
+ *
+ * Releasing a pointer that did not come from this pool, or releasing it twice,
+ * is undefined behaviour in fast mode. With MAGPOOL_CHECKED it is detected
+ * (double release, foreign or misaligned pointer, block of another pool,
+ * write past the block's end): the error handler is called (default: one
+ * line on stderr), errno is set to EINVAL, and the pool is left unchanged.
+ * Thread-safe; wait-free on the fast path.
+ */
+MAGPOOL_API void magpool_release(magpool_t *pool, void *block);
+
+/**
+ * Give all idle memory back: same as magpool_trim(pool, 0).
+ * @return number of blocks whose memory went back to the OS (0 also for
+ *         pool == NULL).
+ * Thread-safe, may run while other threads acquire and release; not for the
+ * hot path.
+ */
+MAGPOOL_API size_t magpool_clear(magpool_t *pool);
+
+/**
+ * Give back memory that has been idle for longer than @p max_idle_s seconds,
+ * least recently used first, while other threads keep working.
+ *
+ * Idle blocks of the pool — in the shared depot, and in the caches of threads
+ * that have not used the pool for max_idle_s (alive or not) — are collected;
+ * slabs whose blocks are all idle are unmapped, and in the others every page
+ * wholly covered by idle blocks is returned with madvise(MADV_DONTNEED) (the
+ * blocks stay in the pool and fault back in, zeroed, when reused). Magazines
+ * (cache metadata) idle as long are freed after an epoch grace period.
+ * A thread's idleness is observed by successive trims (it costs the fast path
+ * nothing), so a thread's cache is reclaimed by the first trim that runs at
+ * least max_idle_s after an earlier trim saw the thread's last operation;
+ * magpool_set_trim_interval() runs trims periodically.
+ * max_idle_s <= 0 (or NaN) means "everything idle now", including the caller's
+ * own cache and every other thread's.
+ *
+ * MAGPOOL_MUTEX keeps no per-block ages and its free list lives inside the
+ * idle blocks: there, trim reclaims only when the whole pool has been idle for
+ * max_idle_s (as seen by successive trims), and only whole slabs.
+ *
+ * @return number of blocks whose memory went back to the OS (unmapped, or
+ *         lying wholly inside returned pages); 0 for pool == NULL.
+ * Thread-safe; not for the hot path (takes the growth lock, signals threads
+ * with membarrier(2), may wait for an RCU grace period).
+ */
+MAGPOOL_API size_t magpool_trim(magpool_t *pool, double max_idle_s);
+
+/**
+ * Trim @p pool in the background: every @p interval_s seconds a library
+ * thread (one for all pools, started on first use) calls
+ * magpool_trim(pool, max_idle_s). interval_s <= 0 stops it for this pool.
+ * The thread never runs on the fast path. After fork() the child has no
+ * trimmer; call this again there to restart it.
+ * @return 0, or -1 with errno: EINVAL (pool NULL, NaN, or a value > 1e9 s),
+ *         EAGAIN/ENOMEM (the thread could not be started).
+ * Thread-safe.
+ */
+MAGPOOL_API int magpool_set_trim_interval(magpool_t *pool, double interval_s,
+                                          double max_idle_s);
+
+/**
+ * Fill @p out with a snapshot of the pool's counters.
+ * @return 0, or -1 with errno EINVAL when pool or out is NULL.
+ * Thread-safe; takes a lock that only the slow paths use, not for the hot path.
+ */
+MAGPOOL_API int magpool_get_stats(magpool_t *pool, magpool_stats_t *out);
+
+/** Usable bytes per block (the configured block_size); 0 for NULL. */
+MAGPOOL_API size_t magpool_block_size(const magpool_t *pool);
+
+/**
+ * Write a leak report for @p pool to @p out (stderr when NULL): the number of
+ * blocks acquired and not released, and with MAGPOOL_CHECKED (or
+ * MAGPOOL_PASSTHROUGH) one more line per acquiring call site, most blocks
+ * first:
+ *
+ *   magpool: pool "conn" (0x5581...): 3 block(s) of 64 bytes outstanding (5 acquired, 2 released)
+ *   magpool:   2 block(s) acquired at ./server(conn_open+0x2e) <- ./server(main+0x51)
+ *
+ * @return the number of outstanding blocks (0 for pool == NULL).
+ * Thread-safe; meaningful at quiescence.
+ */
+MAGPOOL_API size_t magpool_report_leaks(magpool_t *pool, FILE *out);
+
+/**
+ * Return the calling thread's cached blocks of @p pool to the shared depot, so
+ * other threads can get them without a steal. Threads do this automatically
+ * when they exit. No-op for NULL or the mutex backend.
+ * Thread-safe; not for the hot path.
+ */
+MAGPOOL_API void magpool_thread_flush(magpool_t *pool);
+
+/**
+ * Destroy the pool and unmap all its memory, outstanding blocks included.
+ * Outstanding blocks are not lost silently: if any remain, the error handler
+ * gets one MAGPOOL_ERR_LEAK report (count, and with MAGPOOL_CHECKED the call
+ * site of the biggest group) before the memory goes.
+ * No other thread may use the pool during or after the call. Threads that used
+ * the pool may still be alive; their caches of it are released here.
+ * NULL is a no-op.
+ */
+MAGPOOL_API void magpool_destroy(magpool_t *pool);
+
+/** "MAJOR.MINOR.PATCH" of the library actually loaded. */
+MAGPOOL_API const char *magpool_version(void);
+
+/* ======================================================================
+ * Diagnostics: checked mode, sanitizer and valgrind awareness, passthrough
+ * ======================================================================
+ *
+ * Everything here is off the fast path: a pool in fast mode (lock-free,
+ * nothing below switched on) runs exactly the code it runs without it.
+ * docs/diagnostics.md shows every message.
+ *
+ * MAGPOOL_CHECKED (flag, or MAGPOOL_CHECKED=1 in the environment at create):
+ *   - release of a pointer that is no block of the pool (foreign), that points
+ *     inside a block (misaligned), that is a block of another live pool
+ *     (wrong pool), or of an idle block (double release) is rejected;
+ *   - every block gets a redzone of canary bytes after block_size: a write
+ *     past the end is reported when the block is released;
+ *   - a released block is filled with a poison pattern, checked when the
+ *     block is handed out again: a write after release is reported then;
+ *   - the call site (a short backtrace) of every acquire is kept, so reports
+ *     and magpool_report_leaks name where the block was acquired.
+ *   The first 8 bytes of an idle block may hold the pool's free-list link;
+ *   CHECKED verifies them too, as a link or as poison. Pools built by the
+ *   object pool and the buffer manager keep their blocks' contents, so for
+ *   them CHECKED means the release checks only (no redzone, no poison).
+ * AddressSanitizer (compiled in when the library is built with ASan): idle
+ *   blocks are poisoned (all but their first 8 bytes), so touching a block
+ *   after releasing it is an ASan report even though it stays in the pool.
+ * Valgrind memcheck (detected at create): the pool describes itself with the
+ *   mempool client requests, so memcheck reports use after release, leaked
+ *   blocks and double release. MAGPOOL_VALGRIND=0 turns this off,
+ *   MAGPOOL_VALGRIND=1 forces it under every valgrind tool.
+ * MAGPOOL_PASSTHROUGH=1 (environment, at create): every acquire is a
+ *   posix_memalign and every release a free (as GLib's G_SLICE=always-malloc),
+ *   for tools that only understand the system allocator; the pool still
+ *   tracks its blocks (stats, leak report, release checks, max_blocks).
+ * MAGPOOL_ABORT_ON_ERROR=1 (environment): abort() after reporting an error
+ *   (a debugging aid: stop in the debugger at the first misuse).
+ */
+
+/** What went wrong (magpool_error_t.kind). */
+typedef enum {
+    MAGPOOL_ERR_DOUBLE_RELEASE = 1,  /**< block released while idle             */
+    MAGPOOL_ERR_FOREIGN_POINTER,     /**< pointer is no block of the pool       */
+    MAGPOOL_ERR_MISALIGNED_POINTER,  /**< pointer inside a block, not its start */
+    MAGPOOL_ERR_WRONG_POOL,          /**< a block of another pool (err->owner)  */
+    MAGPOOL_ERR_OVERFLOW,            /**< redzone canary damaged: write past the
+                                          end (seen at release)                 */
+    MAGPOOL_ERR_USE_AFTER_RELEASE,   /**< poison damaged: write after release
+                                          (seen at the next acquire)            */
+    MAGPOOL_ERR_LEAK,                /**< blocks still outstanding at destroy   */
+    MAGPOOL_ERR_STATE                /**< a block handed out while marked
+                                          acquired: pool state damaged (by a
+                                          wild write), never by misuse alone    */
+} magpool_error_kind_t;
+
+/** One report, passed to the error handler; valid during the call only. */
+typedef struct magpool_error {
+    magpool_error_kind_t kind;
+    const magpool_t *pool;       /**< the pool the call was made on           */
+    const char *pool_name;       /**< its name ("" when unnamed)              */
+    const void *block;           /**< the pointer concerned (LEAK: one leaked
+                                      block when known, else NULL)            */
+    size_t offset;               /**< MISALIGNED: offset into the block;
+                                      OVERFLOW / USE_AFTER_RELEASE: offset of
+                                      the first damaged byte from block start */
+    const magpool_t *owner;      /**< WRONG_POOL: the pool the block belongs to */
+    const char *owner_name;      /**< its name, or NULL                       */
+    size_t count;                /**< LEAK: blocks outstanding                */
+    void *const *site;           /**< where the block was last acquired:
+                                      return addresses, innermost (the
+                                      acquiring call) first; NULL if unknown  */
+    unsigned site_depth;         /**< entries in site                         */
+    const char *message;         /**< the line the default handler prints
+                                      (no newline)                            */
+} magpool_error_t;
+
+/** Error handler: called in the thread that made the faulty call. */
+typedef void (*magpool_error_fn)(const magpool_error_t *err, void *ctx);
+
+/**
+ * Route every diagnostic report (all pools) to @p fn; NULL restores the
+ * default, which writes err->message and a newline to stderr. The handler
+ * must not call back into the pool that reports. After it returns, the
+ * faulty call sets errno to EINVAL (releases) and returns normally.
+ * Thread-safe, but meant to be called once, before pools are shared.
+ */
+MAGPOOL_API void magpool_set_error_handler(magpool_error_fn fn, void *ctx);
+
+/**
+ * Name @p pool in reports and leak listings (copied, at most
+ * MAGPOOL_NAME_MAX - 1 bytes kept; NULL clears it).
+ * @return 0, or -1 with errno EINVAL when pool is NULL.
+ * Thread-safe.
+ */
+#define MAGPOOL_NAME_MAX 64
+MAGPOOL_API int magpool_set_name(magpool_t *pool, const char *name);
+
+/** The pool's name ("" when unnamed or pool is NULL). The pointer stays valid
+ *  until the next magpool_set_name on the pool or its destroy. */
+MAGPOOL_API const char *magpool_get_name(const magpool_t *pool);
+
+/** Diagnostics in force on a pool (magpool_diagnostics). */
+enum {
+    MAGPOOL_DIAG_CHECKED = 1u << 0,     /**< release checks                  */
+    MAGPOOL_DIAG_REDZONE = 1u << 1,     /**< canary, poison, acquire sites   */
+    MAGPOOL_DIAG_ASAN = 1u << 2,        /**< ASan poisons idle blocks        */
+    MAGPOOL_DIAG_VALGRIND = 1u << 3,    /**< memcheck mempool requests       */
+    MAGPOOL_DIAG_PASSTHROUGH = 1u << 4  /**< system allocator per acquire    */
+};
+
+/** Bitmask of MAGPOOL_DIAG_* for @p pool (0: fast mode, or pool NULL). */
+MAGPOOL_API unsigned magpool_diagnostics(const magpool_t *pool);
+
+/* ======================================================================
+ * ObjectPool: constructed objects, reused (Bonwick object caching)
+ * ======================================================================
+ *
+ * An object pool is a magpool whose blocks are kept in their *constructed*
+ * state. init() runs once per object, when the slab that holds it is mapped
+ * (not on every acquire); reset() runs on every release, so a reused object
+ * is always clean; fini() runs once per object just before its memory goes
+ * back to the OS (magpool_objpool_clear / _trim / _destroy). acquire and
+ * release are the pool's lock-free magazine fast path plus one indirect call
+ * to reset(); init() and fini() run on the slow path, under the pool's growth
+ * lock, in whichever thread grows or trims the pool.
+ *
+ * The hooks must not call back into the same object pool (init/fini hold its
+ * growth lock: that would deadlock). reset() may run in any thread and
+ * concurrently with other resets of other objects.
+ *
+ * Double or foreign release is undefined in the default mode; with the
+ * environment variable MAGPOOL_CHECKED=1 the underlying pool detects it
+ * (stderr line, errno EINVAL, pool unchanged), exactly as for magpool_release.
+ */
+
+/** Opaque object pool handle. */
+typedef struct magpool_objpool magpool_objpool_t;
+
+/** Object pool configuration. Zero-initialise, then set what you need. */
+typedef struct magpool_objpool_config {
+    size_t obj_size;        /**< bytes per object, > 0                          */
+    size_t align;           /**< power of two; 0 = default (16)                 */
+    size_t initial_objects; /**< constructed at create (0 = none)               */
+    size_t max_objects;     /**< hard cap on objects in existence, 0 = no cap   */
+    /** Once per fresh object, before it is ever handed out. Return 0 on
+     *  success. A non-zero return fails the acquire (or the create) that
+     *  needed the object: a positive value is taken as the errno to report;
+     *  a negative value reports the errno init() left set, or EINVAL if it
+     *  left errno 0. Objects of the same slab that were already constructed
+     *  are fini()'d again, and nothing is lost. NULL = no constructor.      */
+    int (*init)(void *obj, void *ctx);
+    /** On every release, in the releasing thread, before the object can be
+     *  handed out again. NULL = none.                                        */
+    void (*reset)(void *obj, void *ctx);
+    /** Once per constructed object, before its memory is unmapped (clear,
+     *  trim, destroy). NULL = none.                                          */
+    void (*fini)(void *obj, void *ctx);
+    void *ctx;              /**< passed to the three hooks                      */
+} magpool_objpool_config_t;
+
+/** Object pool statistics: the underlying pool's counters (magpool_stats_t),
+ *  where blocks are objects; blocks_total is the number of constructed
+ *  objects and blocks_total - blocks_outstanding the idle ones. */
+typedef magpool_stats_t magpool_objpool_stats_t;
+
+/**
+ * Create an object pool and construct cfg->initial_objects objects (capped at
+ * max_objects when that is non-zero; whole pages are mapped, so init() may run
+ * on a few more objects than asked, never more than max_objects).
+ * Growth factor 2.0, automatic magazine size, lock-free backend.
+ *
+ * @return the pool, or NULL with errno:
+ *   - EINVAL: cfg NULL, obj_size 0, align not a power of two (or > 1 MiB),
+ *     obj_size x objects overflowing the address space;
+ *   - ENOMEM: memory for the preallocation could not be mapped;
+ *   - the error of a failing init() (see magpool_objpool_config_t.init).
+ * Thread-safe.
+ */
+MAGPOOL_API magpool_objpool_t *magpool_objpool_create(const magpool_objpool_config_t *cfg);
+
+/**
+ * Take one constructed object: either a fresh one (init() ran once) or a
+ * reused one (reset() ran when it was released).
+ *
+ * @return an object, or NULL with errno:
+ *   - EINVAL: op is NULL;
+ *   - ENOMEM: max_objects objects are outstanding, or mapping a slab failed;
+ *   - the error of a failing init(); the pool is unchanged.
+ * Thread-safe; lock-free unless the pool must grow.
+ */
+MAGPOOL_API void *magpool_objpool_acquire(magpool_objpool_t *op) MAGPOOL_MALLOC_ATTR;
+
+/**
+ * Run reset() on @p obj, then give it back to the pool for reuse. Any thread
+ * may release any object. obj == NULL is a no-op; op == NULL with a non-NULL
+ * obj sets errno EINVAL and does nothing.
+ * Thread-safe; lock-free on the fast path (plus the cost of reset()).
+ */
+MAGPOOL_API void magpool_objpool_release(magpool_objpool_t *op, void *obj);
+
+/**
+ * Idle constructed objects ready to be handed out without calling init():
+ * blocks_total - blocks_outstanding of the underlying pool.
+ * @return the count (0 for op == NULL, errno EINVAL).
+ * Thread-safe; a snapshot (takes a slow-path lock), not for the hot path.
+ */
+MAGPOOL_API size_t magpool_objpool_size(magpool_objpool_t *op);
+
+/**
+ * Give idle objects' memory back to the OS: fini() runs on every object of
+ * each slab that is entirely idle, then the slab is unmapped (magpool_clear).
+ * @return the number of objects finalised and freed (0 for NULL).
+ * Thread-safe, may run while other threads acquire and release.
+ */
+MAGPOOL_API size_t magpool_objpool_clear(magpool_objpool_t *op);
+
+/**
+ * As magpool_objpool_clear, for memory idle longer than @p max_idle_s seconds
+ * (magpool_trim; max_idle_s <= 0 is clear).
+ * @return the number of objects finalised and freed (0 for NULL).
+ * Thread-safe.
+ */
+MAGPOOL_API size_t magpool_objpool_trim(magpool_objpool_t *op, double max_idle_s);
+
+/**
+ * Snapshot of the underlying pool's counters (see magpool_get_stats).
+ * @return 0, or -1 with errno EINVAL when op or out is NULL.
+ * Thread-safe; not for the hot path.
+ */
+MAGPOOL_API int magpool_objpool_get_stats(magpool_objpool_t *op, magpool_objpool_stats_t *out);
+
+/**
+ * fini() every constructed object (outstanding ones included, since their
+ * memory goes away too), unmap everything and free the pool.
+ * No other thread may use the pool during or after the call. NULL is a no-op.
+ */
+MAGPOOL_API void magpool_objpool_destroy(magpool_objpool_t *op);
+
+/* ======================================================================
+ * BufferManager: typed numeric buffers, 64-byte aligned, reused by size class
+ * ======================================================================
+ *
+ * magpool_bufmgr_get(bm, count, dtype) returns room for `count` elements of
+ * `dtype`, 64-byte aligned. Requests up to MAGPOOL_BUFMGR_MAX_CLASS bytes are
+ * rounded up to one of 52 size classes (64, 128, 192, 256 bytes, then four
+ * classes per power of two up to 1 MiB: at most 25% slack) and served from one
+ * lock-free magpool per class, created on first use; a released buffer is
+ * reused by the next request of the same class, never by a larger one. Larger
+ * requests are mmap'ed directly and unmapped on release.
+ *
+ * Every buffer carries a 64-byte header just before it. magpool_bufmgr_release
+ * first checks that the address lies in memory the manager owns (a lock-free
+ * page map for pooled buffers, a small locked table for large ones) and only
+ * then reads the header, so releasing a foreign pointer, an interior pointer,
+ * or a buffer twice is detected and reported without corrupting the manager
+ * (see magpool_bufmgr_release for the one race it cannot see).
+ *
+ * Synchronization: get, release, release_checked, clear_unused, get_stats
+ * may all run concurrently from any threads; destroy must not overlap
+ * anything; set_error_handler should be called before the manager is shared.
+ */
+
+/** Opaque buffer manager handle. */
+typedef struct magpool_bufmgr magpool_bufmgr_t;
+
+/** Element types. */
+typedef enum {
+    MAGPOOL_U8, MAGPOOL_I8, MAGPOOL_I16, MAGPOOL_I32, MAGPOOL_I64,
+    MAGPOOL_F32, MAGPOOL_F64
+} magpool_dtype_t;
+
+/** Alignment of every buffer's data, in bytes. */
+#define MAGPOOL_BUFMGR_ALIGN     64u
+/** Largest pooled buffer, in bytes; larger ones are mmap'ed directly. */
+#define MAGPOOL_BUFMGR_MAX_CLASS ((size_t)1 << 20)
+
+/** Bytes per element of @p dtype; 0 for an unknown dtype. Pure. */
+MAGPOOL_API size_t magpool_dtype_size(magpool_dtype_t dtype);
+
+/** Called for every bad release (see magpool_bufmgr_set_error_handler). */
+typedef void (*magpool_bufmgr_error_fn)(void *ctx, const char *what, void *buf);
+
+/** Buffer manager statistics (magpool_bufmgr_get_stats). */
+typedef struct magpool_bufmgr_stats {
+    uint64_t gets, releases;     /**< successful calls, pooled + large           */
+    uint64_t hits;               /**< pooled gets served without mapping memory  */
+    uint64_t misses;             /**< pooled gets that mapped a new slab         */
+    uint64_t large_gets, large_releases; /**< buffers above MAX_CLASS (mmap)     */
+    uint64_t bad_releases;       /**< foreign / interior / double releases caught */
+    uint64_t failed;             /**< gets that returned NULL (bad input excluded) */
+    size_t outstanding;          /**< buffers handed out, not released           */
+    size_t idle_buffers;         /**< released buffers kept for reuse; tracked only
+                                      when max_buffers != 0, else 0              */
+    size_t idle_blocks;          /**< pooled blocks not handed out (released or
+                                      never used yet)                            */
+    size_t bytes_reserved;       /**< mapped bytes, pooled slabs + large buffers */
+    unsigned classes_in_use;     /**< size classes whose pool exists             */
+} magpool_bufmgr_stats_t;
+
+/**
+ * Create a buffer manager that keeps at most @p max_buffers released buffers
+ * for reuse (0 = no cap, and no idle accounting on the fast path).
+ *
+ * The cap is enforced by giving memory back: when a release takes the idle
+ * count above max_buffers, that thread clears the size classes, largest
+ * first, until the count is at or below the cap. Memory goes back to the OS a
+ * whole slab at a time; classes of 64 KiB and more map one buffer per slab, so
+ * for them the cap is exact; for smaller classes a slab shared with buffers in
+ * use cannot be returned, and the count can stay above the cap (a further
+ * pass runs only once the count doubles, so releases never spin on it).
+ *
+ * @return the manager, or NULL with errno ENOMEM.
+ * Thread-safe.
+ */
+MAGPOOL_API magpool_bufmgr_t *magpool_bufmgr_create(size_t max_buffers);
+
+/**
+ * A buffer for @p count elements of @p dtype: at least count x
+ * magpool_dtype_size(dtype) bytes, data aligned to 64 bytes, contents
+ * unspecified (a reused buffer holds its previous contents).
+ *
+ * @return the buffer, or NULL with errno:
+ *   - EINVAL: bm NULL, count 0, dtype unknown, or count x element size
+ *     overflowing (or beyond PTRDIFF_MAX);
+ *   - ENOMEM: memory could not be mapped.
+ * Thread-safe; lock-free for pooled sizes except on the first use of a class
+ * and when a class pool grows; large buffers cost an mmap.
+ */
+MAGPOOL_API void *magpool_bufmgr_get(magpool_bufmgr_t *bm, size_t count,
+                                     magpool_dtype_t dtype) MAGPOOL_MALLOC_ATTR;
+
+/**
+ * Give back a buffer obtained from magpool_bufmgr_get() on the same manager;
+ * any thread may release any buffer. buf == NULL is a no-op.
+ *
+ * A pointer the manager did not hand out (foreign, interior, misaligned, or
+ * from another manager) or a buffer released twice is detected: the manager
+ * is left unchanged, errno is set to EINVAL, bad_releases counts it, and the
+ * error handler is called (default: one line on stderr).
+ * Not detectable: a double release racing with the buffer's reuse by another
+ * get (the address is legitimately live again, as in every allocator), or
+ * with magpool_bufmgr_clear_unused unmapping the buffer's slab at that moment.
+ * Thread-safe; wait-free on the pooled fast path (one atomic RMW on the
+ * buffer's own header, plus one on the manager when max_buffers != 0).
+ */
+MAGPOOL_API void magpool_bufmgr_release(magpool_bufmgr_t *bm, void *buf);
+
+/**
+ * As magpool_bufmgr_release, but a bad release is reported only through the
+ * return value and errno (no handler call, no stderr line).
+ * @return 0 (also for buf == NULL), or -1 with errno EINVAL (bm NULL, or buf
+ * not a live buffer of bm; bad_releases counts it).
+ * Thread-safe.
+ */
+MAGPOOL_API int magpool_bufmgr_release_checked(magpool_bufmgr_t *bm, void *buf);
+
+/**
+ * Replace the handler called on a bad magpool_bufmgr_release (NULL restores
+ * the default, a line on stderr). The handler runs in the releasing thread
+ * and must not call into bm. Call before sharing the manager between threads.
+ * No-op for bm == NULL.
+ */
+MAGPOOL_API void magpool_bufmgr_set_error_handler(magpool_bufmgr_t *bm,
+                                                  magpool_bufmgr_error_fn fn, void *ctx);
+
+/**
+ * Free released buffers that have been idle longer than @p max_age_s seconds,
+ * oldest first within each size class (magpool_trim on every class pool;
+ * 0 frees every idle buffer whose slab is entirely idle).
+ * @return the number of released buffers whose memory went back to the OS
+ * (blocks that were never handed out are freed too but not counted);
+ * 0 with errno EINVAL when bm is NULL or max_age_s is negative or NaN.
+ * Thread-safe, may run while other threads get and release; not for the hot
+ * path.
+ */
+MAGPOOL_API size_t magpool_bufmgr_clear_unused(magpool_bufmgr_t *bm, double max_age_s);
+
+/**
+ * Snapshot of the manager's counters (summed over the class pools).
+ * @return 0, or -1 with errno EINVAL when bm or out is NULL.
+ * Thread-safe; not for the hot path.
+ */
+MAGPOOL_API int magpool_bufmgr_get_stats(magpool_bufmgr_t *bm, magpool_bufmgr_stats_t *out);
+
+/**
+ * Free everything: every class pool and every large buffer, including
+ * buffers still handed out. No other thread may use the manager during or
+ * after the call. NULL is a no-op.
+ */
+MAGPOOL_API void magpool_bufmgr_destroy(magpool_bufmgr_t *bm);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MAGPOOL_H */
