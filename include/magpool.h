@@ -27,6 +27,43 @@
  *      pool any more (threads that used it may still be alive: their caches of
  *      the pool are reclaimed by destroy and never touched again).
  *
+ * One set of rules, for the pool, ObjectPool and BufferManager alike
+ * (test/test_contract.c walks every public function through this table):
+ *
+ *   input                        answer
+ *   ---------------------------  ------------------------------------------
+ *   NULL handle (pool, op, bm)   errno EINVAL and the neutral result: NULL,
+ *                                -1, 0, "" or nothing; *_destroy(NULL) is a
+ *                                no-op, like free(NULL), errno untouched
+ *   NULL block / buffer /        release: a no-op, errno untouched
+ *     object on release
+ *   NULL out / config pointer    EINVAL (-1 / NULL)
+ *   foreign, interior, double    undefined in fast mode; detected and
+ *     release                    reported in MAGPOOL_CHECKED mode (EINVAL)
+ *                                and always by the BufferManager
+ *   size 0 (block_size,          EINVAL
+ *     obj_size, count)
+ *   sizes whose bytes overflow   EINVAL
+ *   no memory / at max_blocks    NULL + ENOMEM (an ObjectPool init error:
+ *                                its errno); nothing is lost, the pool stays
+ *                                usable
+ *   an age (trim, clear_unused,  <= 0 or NaN: everything idle now; >= 1e9 s
+ *     max_idle_s)                (or infinity): nothing is that old; never
+ *                                an error
+ *   an interval                  <= 0 stops; NaN or > 1e9 s: EINVAL
+ *   grow_factor                  0 = default 2.0; else (1, 64], or EINVAL
+ *   a zero config field          its default (block_size has none)
+ *   unknown enum / flag bits     EINVAL (an unknown dtype: magpool_dtype_size
+ *                                0 + EINVAL)
+ *
+ * Functions that do the same thing have the same name in every API:
+ * *_create, *_destroy, *_acquire / *_release (BufferManager: _get /
+ * _release), *_get_stats, *_trim / *_clear (BufferManager: clear_unused(age),
+ * the seed's name), *_report_leaks. Two names predate these rules and stay
+ * for compatibility: magpool_objpool_size() counts *idle* objects (the
+ * design contract's meaning), and a BufferManager's error handler takes
+ * (ctx, what, buf) where the pool's takes (err, ctx).
+ *
  * Errors: functions that return a pointer return NULL and set errno; functions
  * that return int return 0 or -1 and set errno. Fast mode never aborts and
  * prints nothing on any operation; the one report it makes is at
@@ -286,7 +323,8 @@ MAGPOOL_API size_t magpool_clear(magpool_t *pool);
  * max_idle_s (as seen by successive trims), and only whole slabs.
  *
  * @return number of blocks whose memory went back to the OS (unmapped, or
- *         lying wholly inside returned pages); 0 for pool == NULL.
+ *         lying wholly inside returned pages); 0 with errno EINVAL for
+ *         pool == NULL.
  * Thread-safe; not for the hot path (takes the growth lock, signals threads
  * with membarrier(2), may wait for an epoch grace period; where membarrier is
  * refused, other live threads' caches are left alone).
@@ -300,7 +338,8 @@ MAGPOOL_API size_t magpool_trim(magpool_t *pool, double max_idle_s);
  * The thread never runs on the fast path. After fork() the child starts
  * a trimmer of its own for the same pools and settings (should that thread
  * not start, the next call of this function in the child starts it).
- * @return 0, or -1 with errno: EINVAL (pool NULL, NaN, or a value > 1e9 s),
+ * max_idle_s is an age as for magpool_trim (<= 0 or NaN: everything idle).
+ * @return 0, or -1 with errno: EINVAL (pool NULL, interval_s NaN or > 1e9 s),
  *         EAGAIN/ENOMEM (the thread could not be started).
  * Thread-safe.
  */
@@ -739,7 +778,9 @@ MAGPOOL_API void magpool_bufmgr_set_error_handler(magpool_bufmgr_t *bm,
  * 0 frees every idle buffer whose slab is entirely idle).
  * @return the number of released buffers whose memory went back to the OS
  * (blocks that were never handed out are freed too but not counted);
- * 0 with errno EINVAL when bm is NULL or max_age_s is negative or NaN.
+ * 0 with errno EINVAL when bm is NULL. max_age_s is an age as for
+ * magpool_trim: <= 0 or NaN frees every idle buffer (0.1 refused negative
+ * and NaN ages with EINVAL; see the rules at the top of this header).
  * Thread-safe, may run while other threads get and release; not for the hot
  * path.
  */

@@ -144,7 +144,11 @@ static const uint8_t dtype_sizes[] = {
 MAGPOOL_API size_t magpool_dtype_size(magpool_dtype_t dtype)
 {
     unsigned d = (unsigned)dtype;
-    return d < sizeof dtype_sizes ? dtype_sizes[d] : 0;
+    if (d >= sizeof dtype_sizes) {
+        errno = EINVAL;
+        return 0;
+    }
+    return dtype_sizes[d];
 }
 
 /* 64, 128, 192, 256, then 4 classes per doubling: 320 384 448 512 640 ... */
@@ -574,8 +578,7 @@ MAGPOOL_API void magpool_bufmgr_release(magpool_bufmgr_t *bm, void *buf)
 MAGPOOL_API void magpool_bufmgr_set_error_handler(magpool_bufmgr_t *bm,
                                                   magpool_bufmgr_error_fn fn, void *ctx)
 {
-    if (bm == NULL)
-        return;
+    RETURN_IF_NULL(bm, );
     bm->err_fn = fn;
     bm->err_ctx = ctx;
 }
@@ -584,10 +587,7 @@ MAGPOOL_API void magpool_bufmgr_set_error_handler(magpool_bufmgr_t *bm,
 
 MAGPOOL_API size_t magpool_bufmgr_clear_unused(magpool_bufmgr_t *bm, double max_age_s)
 {
-    if (bm == NULL || isnan(max_age_s) || max_age_s < 0.0) {
-        errno = EINVAL;
-        return 0;
-    }
+    RETURN_IF_NULL(bm, 0); /* an age: <= 0 or NaN is everything (magpool_trim) */
     /* trim_lock: the freed counter's difference is ours alone. */
     mutex_lock(&bm->trim_lock);
     size_t before = atomic_load_relaxed(&bm->freed);

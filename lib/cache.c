@@ -382,8 +382,9 @@ MAGPOOL_API void *magpool_acquire(magpool_t *p)
 
 MAGPOOL_API void magpool_release(magpool_t *p, void *block)
 {
-    if (unlikely(p == NULL || block == NULL))
+    if (unlikely(block == NULL))
         return;
+    RETURN_IF_NULL(p, );
     struct tdir *d = magpool_tls_dir;
     uint32_t s = p->fast_slot;
     if (likely(s < d->cap && d->e[s].uid == p->uid)) {

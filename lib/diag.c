@@ -415,12 +415,14 @@ MAGPOOL_API int magpool_set_name(magpool_t *p, const char *name)
 
 MAGPOOL_API const char *magpool_get_name(const magpool_t *p)
 {
-    return p ? p->diag->name : "";
+    RETURN_IF_NULL(p, "");
+    return p->diag->name;
 }
 
 MAGPOOL_API unsigned magpool_diagnostics(const magpool_t *p)
 {
-    return p ? p->diag_flags : 0;
+    RETURN_IF_NULL(p, 0);
+    return p->diag_flags;
 }
 
 /* The live pool other than p whose slabs hold ptr, with its name copied. */

@@ -22,6 +22,7 @@
 #ifndef MAGPOOL_INTERNAL_H
 #define MAGPOOL_INTERNAL_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -31,6 +32,16 @@
 
 #include "atomic.h"
 #include "magpool.h"
+
+/* The contract's first rule (magpool.h, "One set of rules"): a NULL handle
+ * is EINVAL and the neutral result, whatever the function. */
+#define RETURN_IF_NULL(handle, result)                                      \
+    do {                                                                    \
+        if (__builtin_expect((handle) == NULL, 0)) {                        \
+            errno = EINVAL;                                                 \
+            return result;                                                  \
+        }                                                                   \
+    } while (0)
 
 #define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
@@ -376,6 +387,7 @@ magpool_t *pool_create_hooked(const magpool_config_t *cfg, const struct pool_hoo
 /* Monotonic clock for ages (trim), in ns; tests inject their own. */
 extern uint64_t (*magpool_test_clock_ns)(void) hidden;
 uint64_t pool_clock_ns(void);
+uint64_t pool_age_ns(double age_s);   /* an age parameter, per the contract */
 size_t pool_grow_request(const magpool_t *p, size_t total);
 int    pool_map_slab(magpool_t *p, char **first, size_t *n);
 

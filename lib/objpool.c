@@ -143,12 +143,14 @@ MAGPOOL_API size_t magpool_objpool_size(magpool_objpool_t *op)
 
 MAGPOOL_API size_t magpool_objpool_clear(magpool_objpool_t *op)
 {
-    return op ? magpool_clear(op->pool) : 0;
+    RETURN_IF_NULL(op, 0);
+    return magpool_clear(op->pool);
 }
 
 MAGPOOL_API size_t magpool_objpool_trim(magpool_objpool_t *op, double max_idle_s)
 {
-    return op ? magpool_trim(op->pool, max_idle_s) : 0;
+    RETURN_IF_NULL(op, 0);
+    return magpool_trim(op->pool, max_idle_s);
 }
 
 /* The 0.1 symbol: writes the 0.1 struct only. */

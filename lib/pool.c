@@ -258,23 +258,28 @@ MAGPOOL_API size_t magpool_clear(magpool_t *p)
 
 MAGPOOL_API size_t magpool_trim(magpool_t *p, double max_idle_s)
 {
-    if (p == NULL)
-        return 0;
-    uint64_t ns;
-    if (!(max_idle_s > 0.0))          /* 0, negative or NaN: everything idle */
-        ns = 0;
-    else if (max_idle_s >= 1e9)       /* ~31 years: nothing is that old */
-        ns = UINT64_MAX / 2;
-    else
-        ns = (uint64_t)(max_idle_s * 1e9);
-    if (ns == 0 && max_idle_s > 0.0)
-        ns = 1;
+    RETURN_IF_NULL(p, 0);
+    uint64_t ns = pool_age_ns(max_idle_s);
     return p->mode == MODE_MUTEX ? mutex_pool_trim(p, ns) : cache_trim(p, ns);
+}
+
+/* An age in seconds as the contract reads it (magpool.h, "One set of
+ * rules"): <= 0 or NaN is "everything idle now" (0), >= 1e9 s (~31 years,
+ * infinity included) is "nothing is that old", anything else at least 1 ns. */
+uint64_t pool_age_ns(double age_s)
+{
+    if (!(age_s > 0.0))
+        return 0;
+    if (age_s >= 1e9)
+        return UINT64_MAX / 2;
+    uint64_t ns = (uint64_t)(age_s * 1e9);
+    return ns ? ns : 1;
 }
 
 MAGPOOL_API void magpool_thread_flush(magpool_t *p)
 {
-    if (p == NULL || p->mode == MODE_MUTEX)
+    RETURN_IF_NULL(p, );
+    if (p->mode == MODE_MUTEX)
         return;
     cache_flush_self(p);
 }
@@ -327,10 +332,12 @@ static void pool_stats(magpool_t *p, magpool_stats_t *out)
 
 MAGPOOL_API size_t magpool_block_size(const magpool_t *p)
 {
-    return p ? p->block_size : 0;
+    RETURN_IF_NULL(p, 0);
+    return p->block_size;
 }
 
 MAGPOOL_API size_t magpool_report_leaks(magpool_t *p, FILE *out)
 {
-    return p ? diag_report_leaks(p, out) : 0;
+    RETURN_IF_NULL(p, 0);
+    return diag_report_leaks(p, out);
 }

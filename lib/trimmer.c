@@ -96,8 +96,8 @@ static void unlist_locked(magpool_t *p)
 
 MAGPOOL_API int magpool_set_trim_interval(magpool_t *p, double interval_s, double max_idle_s)
 {
-    if (p == NULL || isnan(interval_s) || isnan(max_idle_s) ||
-        interval_s > 1e9 || max_idle_s > 1e9) {
+    RETURN_IF_NULL(p, -1);
+    if (isnan(interval_s) || interval_s > 1e9) {
         errno = EINVAL;
         return -1;
     }
@@ -112,7 +112,7 @@ MAGPOOL_API int magpool_set_trim_interval(magpool_t *p, double interval_s, doubl
             p->trim_interval_ns = (uint64_t)(interval_s * 1e9);
             if (p->trim_interval_ns == 0)
                 p->trim_interval_ns = 1;
-            p->trim_age_ns = max_idle_s > 0 ? (uint64_t)(max_idle_s * 1e9) : 0;
+            p->trim_age_ns = pool_age_ns(max_idle_s);
             p->trim_due = now_ns() + p->trim_interval_ns;
             if (!p->trim_listed) {
                 p->trim_next = trim_list;
