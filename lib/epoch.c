@@ -33,12 +33,15 @@
  *     (epoch_before_free). stress_grace shows TSan and ASan still report the
  *     use after free when the grace period is skipped, and stress_tsan_edges
  *     that a race on unrelated data is still reported across a read section.
- *   - the lock graph: a read section is a shared hold and a grace-period wait
- *     an exclusive lock + unlock of one virtual reader-writer lock per
- *     domain, fed to TSan's deadlock detector with the sync effects switched
- *     off, so a lock taken inside a read section while someone waits for a
- *     grace period holding that lock is reported as a lock-order inversion
- *     (stress_lockgraph), deterministically, even when the two never overlap.
+ *   - the lock graph: a read section is a hold and a grace-period wait a
+ *     momentary lock + unlock of one virtual lock per domain, fed to TSan's
+ *     deadlock detector with the sync effects switched off, so a lock taken
+ *     inside a read section while someone waits for a grace period holding
+ *     that lock is reported as a lock-order inversion (stress_lockgraph),
+ *     deterministically, even when the two never overlap. Both sides are
+ *     annotated in shared (read) mode: the detector's graph ignores the mode,
+ *     and an exclusive annotation would be reported as "read lock of a write
+ *     locked mutex" whenever a reader entered during the momentary hold.
  */
 #include <errno.h>
 #include <sched.h>
@@ -216,8 +219,8 @@ void epoch_synchronize(struct epoch_domain *d)
 {
     epoch_check_no_read_section("(grace-period wait)");
 #ifdef MAGPOOL_TSAN
-    gp_model(d, 0);
-    gp_model_end(d, 0);
+    gp_model(d, __tsan_mutex_read_lock);
+    gp_model_end(d, __tsan_mutex_read_lock);
 #endif
     if (!magpool_test_skip_grace_period)
         ck_epoch_synchronize_wait(&d->ck, wait_yield, NULL);
