@@ -15,12 +15,16 @@
 
 static size_t page_size(void)
 {
-    static size_t ps;
-    if (ps == 0) {
-        long v = sysconf(_SC_PAGESIZE);
-        ps = v > 0 ? (size_t)v : 4096;
+    /* relaxed: every thread computes the same value; the atomic only keeps
+     * the lazy first store from being a data race. */
+    static _Atomic size_t ps;
+    size_t v = atomic_load_relaxed(&ps);
+    if (v == 0) {
+        long r = sysconf(_SC_PAGESIZE);
+        v = r > 0 ? (size_t)r : 4096;
+        atomic_store_relaxed(&ps, v);
     }
-    return ps;
+    return v;
 }
 
 int slab_set_init(struct slab_set *s, size_t block_size, size_t align, unsigned flags)

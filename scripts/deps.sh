@@ -3,8 +3,11 @@
 # Skips apt entirely when every package is already installed.
 set -euo pipefail
 
+# gcc, libc6-dev and git are absent from a minimal Debian 12 (git: the
+# benchmark's version stamp, the consumer test's copy of the tracked files);
+# cmake: the CMake consumer test.
 PACKAGES=(
-  meson ninja-build pkg-config
+  gcc libc6-dev git meson ninja-build pkg-config cmake
   liburcu-dev libck-dev libcriterion-dev
   libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev
   valgrind gnuplot-nox clang libclang-rt-14-dev python3 rumur
