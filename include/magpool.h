@@ -260,6 +260,32 @@ MAGPOOL_API int magpool_acquire_bulk(magpool_t *pool, void **blocks, size_t n)
 MAGPOOL_API void magpool_release_bulk(magpool_t *pool, void *const *blocks, size_t n);
 
 /**
+ * As magpool_acquire(), with the block's block_size bytes set to zero
+ * (memset after the acquire: costs what memset costs).
+ * @return a zeroed block, or NULL with the errors of magpool_acquire.
+ * Thread-safe (since 0.2).
+ */
+MAGPOOL_API void *magpool_acquire_zeroed(magpool_t *pool) MAGPOOL_MALLOC_ATTR;
+
+/*
+ * Typed helpers, after GLib's g_slice_new / g_slice_new0 / g_slice_free:
+ *
+ *   struct order *o = magpool_new(pool, struct order);    contents unspecified
+ *   struct order *z = magpool_new0(pool, struct order);   zeroed
+ *   magpool_delete(pool, o);
+ *
+ * They only cast: the pool's block size is a run-time value, so no compile-
+ * or run-time check is made that sizeof(type) <= magpool_block_size(pool)
+ * and that type's alignment is at most the pool's; both are the caller's
+ * responsibility (create the pool with magpool_config_default(sizeof(type))
+ * and .align = _Alignof(type) when it exceeds 16). NULL + errno as
+ * magpool_acquire. Each argument is evaluated once.
+ */
+#define magpool_new(pool, type)    ((type *)magpool_acquire(pool))
+#define magpool_new0(pool, type)   ((type *)magpool_acquire_zeroed(pool))
+#define magpool_delete(pool, ptr)  magpool_release((pool), (ptr))
+
+/**
  * Give all idle memory back: same as magpool_trim(pool, 0).
  * @return number of blocks whose memory went back to the OS (0 also for
  *         pool == NULL).

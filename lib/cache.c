@@ -608,3 +608,16 @@ MAGPOOL_API void magpool_release_bulk(magpool_t *p, void *const *blocks, size_t 
     release_bulk_miss(p, blocks, n, __builtin_return_address(0));
 }
 
+/* --------------------------------------------------------- zeroed blocks */
+
+MAGPOOL_API void *magpool_acquire_zeroed(magpool_t *p)
+{
+    if (unlikely(p == NULL)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    void *b = acquire_one(p, __builtin_return_address(0));
+    if (likely(b != NULL))
+        memset(b, 0, p->block_size);
+    return b;
+}

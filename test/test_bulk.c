@@ -1,5 +1,6 @@
-/* Bulk acquire/release (all or nothing, counted as single calls), on both
- * backends and in CHECKED mode. */
+/* Bulk acquire/release (all or nothing, counted as single calls), zeroing
+ * acquire and the typed helpers magpool_new / magpool_new0 / magpool_delete,
+ * on both backends and in CHECKED mode. */
 #include "helpers.h"
 
 static magpool_t *pool_of(magpool_backend_t backend, size_t bs, size_t initial, size_t max,
@@ -356,28 +357,134 @@ BACKEND_TEST(bulk, checked_catches_double_release_inside_release_bulk)
     magpool_set_error_handler(NULL, NULL);
 }
 
-/* CHECKED records the bulk call's caller as the acquire site, not a frame
+/* The leak report of p names one site for all its n outstanding blocks,
+ * and that site's innermost frame is the application's call, not a frame
  * inside the library. */
+static void assert_one_site_outside_library(magpool_t *p, size_t n, magpool_backend_t backend)
+{
+    char buf[4096], want[64];
+    FILE *f = tmpfile();
+    cr_assert_not_null(f);
+    cr_assert_eq(magpool_report_leaks(p, f), n, "[%s]", BN);
+    rewind(f);
+    size_t len = fread(buf, 1, sizeof buf - 1, f);
+    buf[len] = '\0';
+    fclose(f);
+    snprintf(want, sizeof want, "%zu block(s) acquired at ", n);
+    const char *at = strstr(buf, want);
+    cr_assert_not_null(at, "[%s] no single site for the %zu blocks: %s", BN, n, buf);
+    at += strlen(want);
+    const char *end = strstr(at, " <- ");
+    len = end ? (size_t)(end - at) : strcspn(at, "\n");
+    cr_assert(memmem(at, len, "libmagpool", 10) == NULL,
+              "[%s] acquire site is inside the library: %.*s", BN, (int)len, at);
+}
+
+/* CHECKED records the bulk call's caller as the acquire site. */
 BACKEND_TEST(bulk, checked_records_the_bulk_callers_site)
 {
     magpool_t *p = pool_of(backend, 64, 16, 0, MAGPOOL_CHECKED);
     void *v[5];
     cr_assert_eq(magpool_acquire_bulk(p, v, 5), 0);
-    char buf[4096];
-    FILE *f = tmpfile();
-    cr_assert_not_null(f);
-    cr_assert_eq(magpool_report_leaks(p, f), 5, "[%s]", BN);
-    rewind(f);
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-    const char *at = strstr(buf, "5 block(s) acquired at ");
-    cr_assert_not_null(at, "[%s] no single site for the 5 blocks: %s", BN, buf);
-    at += strlen("5 block(s) acquired at ");
-    const char *end = strstr(at, " <- ");
-    size_t len = end ? (size_t)(end - at) : strcspn(at, "\n");
-    cr_assert(memmem(at, len, "libmagpool", 10) == NULL,
-              "[%s] acquire site is inside the library: %.*s", BN, (int)len, at);
+    assert_one_site_outside_library(p, 5, backend);
     magpool_release_bulk(p, v, 5);
+    magpool_destroy(p);
+}
+
+/* --------------------------------------------------------------- zeroed */
+
+static void zeroed_after_dirty_release(magpool_backend_t backend, size_t bs, unsigned flags)
+{
+    magpool_t *p = pool_of(backend, bs, 64, 0, flags);
+    enum { N = 40 };
+    void *v[N];
+    for (int i = 0; i < N; i++) {
+        cr_assert_not_null(v[i] = magpool_acquire(p));
+        memset(v[i], 0xab, bs);
+    }
+    for (int i = 0; i < N; i++)
+        magpool_release(p, v[i]);
+    /* LIFO caches hand the same dirty blocks out again. */
+    for (int i = 0; i < N; i++) {
+        unsigned char *b = magpool_acquire_zeroed(p);
+        cr_assert_not_null(b, "[%s] acquire_zeroed (bs %zu)", BN, bs);
+        for (size_t j = 0; j < bs; j++)
+            cr_assert_eq(b[j], 0, "[%s] bs %zu flags %#x: byte %zu of a zeroed block is %#x",
+                         BN, bs, flags, j, b[j]);
+        v[i] = b;
+    }
+    magpool_release_bulk(p, v, N);
+    magpool_stats_t s = mp_stats(p, backend);
+    cr_assert_eq(s.acquires, 2 * N, "[%s] zeroed acquires counted %llu", BN,
+                 (unsigned long long)s.acquires);
+    mp_assert_quiescent_invariants(&s, bs, backend);
+    magpool_destroy(p);
+}
+
+BACKEND_TEST(zeroed, block_is_zero_after_dirty_release)
+{
+    static const size_t sizes[] = { 1, 8, 24, 64, 1000, 4096, 10000 };
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        zeroed_after_dirty_release(backend, sizes[k], 0);
+        zeroed_after_dirty_release(backend, sizes[k], MAGPOOL_CHECKED);
+    }
+}
+
+BACKEND_TEST(zeroed, checked_records_the_callers_site)
+{
+    magpool_t *p = pool_of(backend, 64, 16, 0, MAGPOOL_CHECKED);
+    void *v[3];
+    for (int i = 0; i < 3; i++)
+        cr_assert_not_null(v[i] = magpool_acquire_zeroed(p));
+    assert_one_site_outside_library(p, 3, backend);
+    magpool_release_bulk(p, v, 3);
+    magpool_destroy(p);
+}
+
+BACKEND_TEST(zeroed, errors_are_those_of_acquire)
+{
+    errno = 0;
+    cr_assert_null(magpool_acquire_zeroed(NULL));
+    cr_assert_eq(errno, EINVAL, "[%s]", BN);
+    magpool_t *p = pool_of(backend, 64, 2, 2, 0);
+    void *a = magpool_acquire_zeroed(p), *b = magpool_acquire_zeroed(p);
+    cr_assert(a && b, "[%s]", BN);
+    errno = 0;
+    cr_assert_null(magpool_acquire_zeroed(p), "[%s] cap exceeded", BN);
+    cr_assert_eq(errno, ENOMEM, "[%s] errno %d", BN, errno);
+    magpool_stats_t s = mp_stats(p, backend);
+    cr_assert_eq(s.failed, 1, "[%s]", BN);
+    magpool_release(p, a);
+    magpool_release(p, b);
+    magpool_destroy(p);
+}
+
+struct order {
+    uint64_t id;
+    int64_t price;
+    int32_t qty, side;
+    char venue[40];
+};
+
+BACKEND_TEST(zeroed, typed_helpers)
+{
+    magpool_config_t c = mp_cfg(backend, sizeof(struct order));
+    magpool_t *p = mp_create_ok(&c);
+    struct order *o = magpool_new(p, struct order);
+    cr_assert_not_null(o, "[%s]", BN);
+    memset(o, 0x77, sizeof *o);
+    o->id = 42;
+    magpool_delete(p, o);
+    struct order *z = magpool_new0(p, struct order);
+    cr_assert_not_null(z, "[%s]", BN);
+    cr_assert(z->id == 0 && z->price == 0 && z->qty == 0 && z->side == 0 && z->venue[39] == 0,
+              "[%s] magpool_new0 gave a dirty object", BN);
+    /* Each argument is evaluated once. */
+    int evals = 0;
+    magpool_delete((evals++, p), z);
+    cr_assert_eq(evals, 1, "[%s] magpool_delete evaluated pool %d times", BN, evals);
+    magpool_stats_t s = mp_stats(p, backend);
+    cr_assert_eq(s.acquires, 2, "[%s]", BN);
+    cr_assert_eq(s.blocks_outstanding, 0, "[%s]", BN);
     magpool_destroy(p);
 }
