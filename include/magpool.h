@@ -732,6 +732,25 @@ MAGPOOL_API void *magpool_bufmgr_get(magpool_bufmgr_t *bm, size_t count,
 MAGPOOL_API void magpool_bufmgr_release(magpool_bufmgr_t *bm, void *buf);
 
 /**
+ * How many elements of its dtype the live buffer @p buf can hold: its size
+ * class (or, above MAGPOOL_BUFMGR_MAX_CLASS, its whole page-rounded
+ * mapping), which is at least the count it was got with. The caller may use
+ * all of it. Its size in bytes is the result x magpool_dtype_size(dtype).
+ * Example: 100 F64 (800 bytes) come from the 896-byte class: capacity 112.
+ *
+ * The same ownership checks as magpool_bufmgr_release decide whether buf is
+ * a live buffer of bm, without touching memory bm does not own.
+ * @return the capacity, or 0 with errno EINVAL: bm or buf NULL, buf not a
+ * buffer bm handed out (foreign, interior, misaligned, another manager's),
+ * or already released.
+ * Thread-safe; lock-free for pooled sizes (a large buffer takes the lock of
+ * the large-buffer table). buf must be owned by the caller: asking about a
+ * buffer another thread may release at the same moment is a race, as any
+ * use of it would be (since 0.2).
+ */
+MAGPOOL_API size_t magpool_bufmgr_capacity(magpool_bufmgr_t *bm, const void *buf);
+
+/**
  * As magpool_bufmgr_release, but a bad release is reported only through the
  * return value and errno (no handler call, no stderr line).
  * @return 0 (also for buf == NULL), or -1 with errno EINVAL (bm NULL, or buf
