@@ -292,6 +292,80 @@ MAGPOOL_API void *magpool_acquire(magpool_t *pool) MAGPOOL_MALLOC_ATTR;
  */
 MAGPOOL_API void magpool_release(magpool_t *pool, void *block);
 
+#if defined(__GNUC__)
+#define MAGPOOL_NODISCARD __attribute__((warn_unused_result))
+#else
+#define MAGPOOL_NODISCARD
+#endif
+
+/**
+ * Take @p n blocks at once, all or nothing (as DPDK's rte_mempool_get_bulk):
+ * on success blocks[0..n) hold n distinct blocks, each as from
+ * magpool_acquire(); on failure no block is taken (those already taken are
+ * given back before the call returns) and the contents of blocks[] are
+ * unspecified.
+ *
+ * Fast path: runs of blocks are copied out of the calling thread's two
+ * magazines (up to 2 x magazine_size blocks) in one cache operation; beyond
+ * that the single-block slow path refills them (depot, growth, steal at the
+ * cap) and copying goes on. So a call visits the shared depot no more
+ * often than the single calls would, and costs less per block. In the mutex
+ * backend and in the diagnostic modes it is a loop of single acquires
+ * (CHECKED checks and records every block, with the caller of this function
+ * as the acquire site).
+ *
+ * Statistics count what the single calls would: n acquires. A failed call
+ * counts one failed acquire, and the blocks it took and gave back count as
+ * acquired and released (blocks_outstanding is unchanged).
+ *
+ * @return 0 (also for n == 0), or -1 with errno:
+ *   - EINVAL: pool is NULL, or blocks is NULL with n > 0;
+ *   - ENOMEM: fewer than n blocks can be had: max_blocks would be exceeded,
+ *     or growing failed (mmap).
+ * Thread-safe, as magpool_acquire (since 0.2).
+ */
+MAGPOOL_API int magpool_acquire_bulk(magpool_t *pool, void **blocks, size_t n)
+    MAGPOOL_NODISCARD;
+
+/**
+ * Give back @p n blocks at once: the same as magpool_release() on each of
+ * blocks[0..n) in turn (NULL entries are skipped), copied into the calling
+ * thread's magazines in one cache operation on the fast path. Statistics
+ * count one release per non-NULL entry. In CHECKED mode every entry is
+ * checked and a bad one (double release, foreign pointer, ...) is reported
+ * and skipped; the others are released.
+ * n == 0 is a no-op; pool NULL or blocks NULL with n > 0 sets errno EINVAL
+ * and releases nothing.
+ * Thread-safe, as magpool_release; wait-free on the fast path (since 0.2).
+ */
+MAGPOOL_API void magpool_release_bulk(magpool_t *pool, void *const *blocks, size_t n);
+
+/**
+ * As magpool_acquire(), with the block's block_size bytes set to zero
+ * (memset after the acquire: costs what memset costs).
+ * @return a zeroed block, or NULL with the errors of magpool_acquire.
+ * Thread-safe (since 0.2).
+ */
+MAGPOOL_API void *magpool_acquire_zeroed(magpool_t *pool) MAGPOOL_MALLOC_ATTR;
+
+/*
+ * Typed helpers, after GLib's g_slice_new / g_slice_new0 / g_slice_free:
+ *
+ *   struct order *o = magpool_new(pool, struct order);    contents unspecified
+ *   struct order *z = magpool_new0(pool, struct order);   zeroed
+ *   magpool_delete(pool, o);
+ *
+ * They only cast: the pool's block size is a run-time value, so no compile-
+ * or run-time check is made that sizeof(type) <= magpool_block_size(pool)
+ * and that type's alignment is at most the pool's; both are the caller's
+ * responsibility (create the pool with magpool_config_default(sizeof(type))
+ * and .align = _Alignof(type) when it exceeds 16). NULL + errno as
+ * magpool_acquire. Each argument is evaluated once.
+ */
+#define magpool_new(pool, type)    ((type *)magpool_acquire(pool))
+#define magpool_new0(pool, type)   ((type *)magpool_acquire_zeroed(pool))
+#define magpool_delete(pool, ptr)  magpool_release((pool), (ptr))
+
 /**
  * Give all idle memory back: same as magpool_trim(pool, 0).
  * @return number of blocks whose memory went back to the OS (0 also for
@@ -753,6 +827,25 @@ MAGPOOL_API void *magpool_bufmgr_get(magpool_bufmgr_t *bm, size_t count,
  * buffer's own header, plus one on the manager when max_buffers != 0).
  */
 MAGPOOL_API void magpool_bufmgr_release(magpool_bufmgr_t *bm, void *buf);
+
+/**
+ * How many elements of its dtype the live buffer @p buf can hold: its size
+ * class (or, above MAGPOOL_BUFMGR_MAX_CLASS, its whole page-rounded
+ * mapping), which is at least the count it was got with. The caller may use
+ * all of it. Its size in bytes is the result x magpool_dtype_size(dtype).
+ * Example: 100 F64 (800 bytes) come from the 896-byte class: capacity 112.
+ *
+ * The same ownership checks as magpool_bufmgr_release decide whether buf is
+ * a live buffer of bm, without touching memory bm does not own.
+ * @return the capacity, or 0 with errno EINVAL: bm or buf NULL, buf not a
+ * buffer bm handed out (foreign, interior, misaligned, another manager's),
+ * or already released.
+ * Thread-safe; lock-free for pooled sizes (a large buffer takes the lock of
+ * the large-buffer table). buf must be owned by the caller: asking about a
+ * buffer another thread may release at the same moment is a race, as any
+ * use of it would be (since 0.2).
+ */
+MAGPOOL_API size_t magpool_bufmgr_capacity(magpool_bufmgr_t *bm, const void *buf);
 
 /**
  * As magpool_bufmgr_release, but a bad release is reported only through the

@@ -420,12 +420,20 @@ static noinline void *large_get(struct magpool_bufmgr *bm, size_t bytes, size_t 
     return map + BM_HDR;
 }
 
+/* Whether h is a live large buffer's header, at *pos in the table. Caller
+ * holds large_lock. */
+static bool large_listed(const struct magpool_bufmgr *bm, const struct bhdr *h, size_t *pos)
+{
+    *pos = large_pos(bm, (uintptr_t)h);
+    return *pos < bm->nlarge && bm->large[*pos] == (uintptr_t)h;
+}
+
 /* 0: was a live large buffer, now unmapped; -1: not one of ours. */
 static int large_release(struct magpool_bufmgr *bm, struct bhdr *h)
 {
     mutex_lock(&bm->large_lock);
-    size_t pos = large_pos(bm, (uintptr_t)h);
-    if (pos == bm->nlarge || bm->large[pos] != (uintptr_t)h) {
+    size_t pos;
+    if (!large_listed(bm, h, &pos)) {
         pthread_mutex_unlock(&bm->large_lock);
         return -1;
     }
@@ -484,8 +492,16 @@ static noinline void purge_block(struct magpool_bufmgr *bm, struct bhdr *h, size
     atomic_store_relaxed(&h->state, ST_FRESH);
 }
 
-/* 0 or -1 with *what describing the misuse. */
-static int bufmgr_release(struct magpool_bufmgr *bm, void *buf, const char **what)
+/*
+ * Where buf lives, decided without reading memory the manager does not own
+ * (see the top of this file). 1: the start of a block of class *kp's pool
+ * *pp, whose header *hp carries our magic (its state is not looked at);
+ * 0: in no class pool's slab, *hp is where a large buffer's header would
+ * be (look it up in the large table before reading it); -1: not a buffer
+ * start of ours, *what says why (as a release would report it).
+ */
+static int buf_find(struct magpool_bufmgr *bm, const void *buf, struct bhdr **hp,
+                    struct bm_class **kp, magpool_t **pp, const char **what)
 {
     uintptr_t a = (uintptr_t)buf;
     if (unlikely(a & (MAGPOOL_BUFMGR_ALIGN - 1))) {
@@ -493,13 +509,10 @@ static int bufmgr_release(struct magpool_bufmgr *bm, void *buf, const char **wha
         return -1;
     }
     struct bhdr *h = (struct bhdr *)(a - BM_HDR);
+    *hp = h;
     uint32_t e = pm_lookup(bm, h);
-    if (e == 0) {
-        if (large_release(bm, h) == 0)
-            return 0;
-        *what = "release of a pointer this manager did not hand out (or released twice)";
-        return -1;
-    }
+    if (e == 0)
+        return 0;
     unsigned c = (e & 0xffu) - 1;
     struct bm_class *k = &bm->cls[c];
     uintptr_t first = ((uintptr_t)h & ~(uintptr_t)((1u << PM_SHIFT) - 1)) -
@@ -514,6 +527,26 @@ static int bufmgr_release(struct magpool_bufmgr *bm, void *buf, const char **wha
      * memory of ours, safe to read. */
     if (unlikely(atomic_load_relaxed(&h->magic) != (BM_MAGIC ^ (uintptr_t)h))) {
         *what = "release of a pointer this manager did not hand out";
+        return -1;
+    }
+    *kp = k;
+    *pp = p;
+    return 1;
+}
+
+/* 0 or -1 with *what describing the misuse. */
+static int bufmgr_release(struct magpool_bufmgr *bm, void *buf, const char **what)
+{
+    struct bhdr *h;
+    struct bm_class *k;
+    magpool_t *p;
+    int found = buf_find(bm, buf, &h, &k, &p, what);
+    if (found < 0)
+        return -1;
+    if (found == 0) {
+        if (large_release(bm, h) == 0)
+            return 0;
+        *what = "release of a pointer this manager did not hand out (or released twice)";
         return -1;
     }
     uint32_t exp = ST_LIVE;
@@ -573,6 +606,42 @@ MAGPOOL_API void magpool_bufmgr_release(magpool_bufmgr_t *bm, void *buf)
     else
         fprintf(stderr, "magpool: bufmgr %p: %s: %p\n", (void *)bm, what, buf);
     bad_release(bm); /* last: the handler may have clobbered errno */
+}
+
+/* ---------------------------------------------------------------- capacity */
+
+MAGPOOL_API size_t magpool_bufmgr_capacity(magpool_bufmgr_t *bm, const void *buf)
+{
+    const char *what;
+    struct bhdr *h;
+    struct bm_class *k;
+    magpool_t *p;
+    size_t bytes = 0;
+    uint32_t dtype = 0;
+    int found = bm && buf ? buf_find(bm, buf, &h, &k, &p, &what) : -1;
+    if (found > 0 && atomic_load_relaxed(&h->state) == ST_LIVE) {
+        /* relaxed: the caller owns buf, and magpool_bufmgr_get wrote state
+         * and dtype before handing it over; a released buffer reads IDLE or
+         * FRESH (the header of a pooled block stays mapped and ours). */
+        bytes = class_size(k->idx);
+        dtype = h->dtype;
+    } else if (found == 0) {
+        /* Listed under large_lock: mapped, and its header written before it
+         * was listed (by large_get, under the same lock). */
+        mutex_lock(&bm->large_lock);
+        size_t pos;
+        if (large_listed(bm, h, &pos)) {
+            bytes = h->map_len - BM_HDR;
+            dtype = h->dtype;
+        }
+        pthread_mutex_unlock(&bm->large_lock);
+    }
+    size_t esz = magpool_dtype_size((magpool_dtype_t)dtype);
+    if (bytes == 0 || esz == 0) {
+        errno = EINVAL;
+        return 0;
+    }
+    return bytes / esz;
 }
 
 MAGPOOL_API void magpool_bufmgr_set_error_handler(magpool_bufmgr_t *bm,

@@ -393,3 +393,232 @@ MAGPOOL_API void magpool_release(magpool_t *p, void *block)
     }
     release_miss(p, block);
 }
+
+/* ------------------------------------------------------------ bulk calls */
+
+/*
+ * magpool_acquire_bulk / magpool_release_bulk. On the fast path (a plain
+ * lock-free pool the thread has a cache of), runs of rounds are copied
+ * between the caller's array and the loaded and previous magazines, under
+ * one cache_enter / cache_leave for as many blocks as the two magazines
+ * hold. When both are empty (acquire) or full (release), or a stealer is at
+ * work, one block goes through the single-block slow path, which refills
+ * (or drains) the magazines from the depot, grows or steals, and leaves the
+ * cache; then copying resumes. So a bulk call obeys the rules at the top of
+ * this file by construction: it blocks only inside the slow paths.
+ *
+ * Every other mode (mutex backend, diagnostics, and a thread with no memory
+ * for a cache) loops over its single-block path, so CHECKED checks every
+ * block and records the caller of the bulk call as the acquire site.
+ *
+ * All or nothing: an acquire that cannot get all n blocks gives back the
+ * ones it took, through the bulk release. Statistics count what happened,
+ * as the single calls would: acquires and releases per block, and the
+ * failed acquire once.
+ */
+
+/* Take up to n rounds from tc's magazines (busy == 1, no steal pending):
+ * the loaded magazine's top rounds, then the previous magazine's. The
+ * rounds land in blocks[] in the reverse of the order single acquires would
+ * return them; the set is the same. Returns how many. */
+static size_t pop_rounds(struct tcache *tc, void **blocks, size_t n)
+{
+    size_t got = 0;
+    for (int i = 0; i < 2 && got < n; i++) {
+        if (tc->lrounds == 0)
+            swap_magazines(tc);
+        size_t k = n - got < tc->lrounds ? n - got : tc->lrounds;
+        tc->lrounds -= (uint32_t)k;
+        memcpy(blocks + got, &tc->loaded->rounds[tc->lrounds], k * sizeof *blocks);
+        got += k;
+    }
+    counter_add(&tc->acquires, got);
+    return got;
+}
+
+/* Put blocks[*i..n) into tc's magazines (busy == 1, no steal pending),
+ * loaded first, then previous, skipping NULL entries, until both are full.
+ * Advances *i past what it consumed. */
+static void push_rounds(struct tcache *tc, void *const *blocks, size_t n, size_t *i)
+{
+    size_t j = *i;
+    uint64_t pushed = 0;
+    for (int m = 0; m < 2 && j < n; m++) {
+        if (tc->lrounds == tc->mrounds)
+            swap_magazines(tc);
+        void **r = tc->loaded->rounds;
+        uint32_t l = tc->lrounds, cap = tc->mrounds;
+        for (; j < n && l < cap; j++) {
+            void *b = blocks[j];
+            r[l] = b;
+            l += b != NULL;
+        }
+        pushed += l - tc->lrounds;
+        tc->lrounds = l;
+    }
+    counter_add(&tc->releases, pushed);
+    *i = j;
+}
+
+static void release_bulk_tc(magpool_t *p, struct tcache *tc, void *const *blocks, size_t n)
+{
+    size_t i = 0;
+    for (;;) {
+        cache_enter(tc);
+        if (likely(!steal_pending(tc)))
+            push_rounds(tc, blocks, n, &i);
+        while (i < n && blocks[i] == NULL)
+            i++;
+        if (i == n) {
+            cache_leave(tc);
+            return;
+        }
+        /* Both magazines full, or a stealer at work: the single-block slow
+         * path trades a full magazine for an empty one and leaves. */
+        cache_release_slow(p, tc, blocks[i++]);
+    }
+}
+
+static int acquire_bulk_tc(magpool_t *p, struct tcache *tc, void **blocks, size_t n)
+{
+    size_t got = 0;
+    for (;;) {
+        cache_enter(tc);
+        if (likely(!steal_pending(tc)))
+            got += pop_rounds(tc, blocks + got, n - got);
+        if (got == n) {
+            cache_leave(tc);
+            return 0;
+        }
+        /* Both magazines empty, or a stealer at work: one block through the
+         * single-block slow path (depot, growth, steal), which leaves. */
+        void *b = cache_acquire_slow(p, tc);
+        if (unlikely(b == NULL)) {
+            int e = errno;
+            release_bulk_tc(p, tc, blocks, got);
+            errno = e;
+            return -1;
+        }
+        blocks[got++] = b;
+    }
+}
+
+/* One block through the single-block path of p's mode; `caller` is the
+ * application's call site (CHECKED records it). */
+static void *acquire_one(magpool_t *p, void *caller)
+{
+    if (p->mode == MODE_LOCKFREE)
+        return cache_acquire_lockfree(p);
+    if (p->diag_flags)
+        return diag_acquire(p, caller);
+    return mutex_pool_acquire(p);
+}
+
+static void release_one(magpool_t *p, void *block, void *caller)
+{
+    if (p->mode == MODE_LOCKFREE)
+        cache_release_lockfree(p, block);
+    else if (p->diag_flags)
+        diag_release(p, block, caller);
+    else
+        mutex_pool_release(p, block);
+}
+
+static void release_bulk_loop(magpool_t *p, void *const *blocks, size_t n, void *caller)
+{
+    for (size_t i = 0; i < n; i++)
+        if (blocks[i] != NULL)
+            release_one(p, blocks[i], caller);
+}
+
+static int acquire_bulk_loop(magpool_t *p, void **blocks, size_t n, void *caller)
+{
+    for (size_t i = 0; i < n; i++) {
+        blocks[i] = acquire_one(p, caller);
+        if (unlikely(blocks[i] == NULL)) {
+            int e = errno;
+            release_bulk_loop(p, blocks, i, caller);
+            errno = e;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The calling thread's cache of p when p is a plain lock-free pool, else
+ * NULL: the public fast path's test (fast_slot rules out every other mode). */
+static inline struct tcache *fast_tcache(const magpool_t *p)
+{
+    struct tdir *d = magpool_tls_dir;
+    uint32_t s = p->fast_slot;
+    return s < d->cap && d->e[s].uid == p->uid ? d->e[s].tc : NULL;
+}
+
+/* Not served by the fast path: first use of a lock-free pool by this
+ * thread (attach, then the fast path), or any other mode. */
+static noinline int acquire_bulk_miss(magpool_t *p, void **blocks, size_t n, void *caller)
+{
+    if (p->mode == MODE_LOCKFREE) {
+        struct tcache *tc = registry_tcache_slow(p);
+        if (tc != NULL)
+            return acquire_bulk_tc(p, tc, blocks, n);
+    }
+    return acquire_bulk_loop(p, blocks, n, caller);
+}
+
+static noinline void release_bulk_miss(magpool_t *p, void *const *blocks, size_t n,
+                                       void *caller)
+{
+    if (p->mode == MODE_LOCKFREE) {
+        struct tcache *tc = registry_tcache_slow(p);
+        if (tc != NULL) {
+            release_bulk_tc(p, tc, blocks, n);
+            return;
+        }
+    }
+    release_bulk_loop(p, blocks, n, caller);
+}
+
+MAGPOOL_API int magpool_acquire_bulk(magpool_t *p, void **blocks, size_t n)
+{
+    if (unlikely(p == NULL || (blocks == NULL && n > 0))) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (n == 0)
+        return 0;
+    struct tcache *tc = fast_tcache(p);
+    if (likely(tc != NULL))
+        return acquire_bulk_tc(p, tc, blocks, n);
+    return acquire_bulk_miss(p, blocks, n, __builtin_return_address(0));
+}
+
+MAGPOOL_API void magpool_release_bulk(magpool_t *p, void *const *blocks, size_t n)
+{
+    if (n == 0)
+        return;
+    if (unlikely(p == NULL || blocks == NULL)) {
+        errno = EINVAL;
+        return;
+    }
+    struct tcache *tc = fast_tcache(p);
+    if (likely(tc != NULL)) {
+        release_bulk_tc(p, tc, blocks, n);
+        return;
+    }
+    release_bulk_miss(p, blocks, n, __builtin_return_address(0));
+}
+
+/* --------------------------------------------------------- zeroed blocks */
+
+MAGPOOL_API void *magpool_acquire_zeroed(magpool_t *p)
+{
+    if (unlikely(p == NULL)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    void *b = acquire_one(p, __builtin_return_address(0));
+    if (likely(b != NULL))
+        memset(b, 0, p->block_size);
+    return b;
+}
