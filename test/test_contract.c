@@ -20,6 +20,7 @@ static magpool_bufmgr_t *BM;
 static magpool_stats_t S;
 static magpool_bufmgr_stats_t BS;
 static char foreign[64]; /* a pointer that is no handle's block */
+static void *V[4];        /* a bulk array */
 
 static void bm_quiet(void *ctx, const char *what, void *buf) { (void)ctx, (void)what, (void)buf; }
 
@@ -119,6 +120,16 @@ static intptr_t interval_then_stop(double interval, double age)
     X(c29, "magpool_bufmgr_clear_unused",     "NULL manager",           (intptr_t)magpool_bufmgr_clear_unused(NULL, 0),           W_ZERO,    EINVAL) \
     X(c30, "magpool_bufmgr_get_stats",        "NULL manager",           magpool_bufmgr_get_stats(NULL, &BS),                      W_MINUS1,  EINVAL) \
     X(c31, "magpool_bufmgr_destroy",          "NULL manager",           (magpool_bufmgr_destroy(NULL), 0),                        W_ZERO,    KEEP)   \
+    X(c32, "magpool_acquire_bulk",            "NULL pool",              magpool_acquire_bulk(NULL, V, 1),                         W_MINUS1,  EINVAL) \
+    X(c33, "magpool_release_bulk",            "NULL pool",              (magpool_release_bulk(NULL, V, 1), 0),                    W_ZERO,    EINVAL) \
+    X(c34, "magpool_acquire_zeroed",          "NULL pool",              (intptr_t)magpool_acquire_zeroed(NULL),                   W_ZERO,    EINVAL) \
+    X(c35, "magpool_bufmgr_capacity",         "NULL manager",           (intptr_t)magpool_bufmgr_capacity(NULL, foreign),         W_ZERO,    EINVAL) \
+    X(n05, "magpool_acquire_bulk",            "NULL array, n 1",        magpool_acquire_bulk(P, NULL, 1),                         W_MINUS1,  EINVAL) \
+    X(n06, "magpool_release_bulk",            "NULL array, n 1",        (magpool_release_bulk(P, NULL, 1), 0),                    W_ZERO,    EINVAL) \
+    X(n07, "magpool_bufmgr_capacity",         "NULL buffer",            (intptr_t)magpool_bufmgr_capacity(BM, NULL),              W_ZERO,    EINVAL) \
+    X(n08, "magpool_bufmgr_capacity",         "foreign buffer",         (intptr_t)magpool_bufmgr_capacity(BM, foreign),           W_ZERO,    EINVAL) \
+    X(z04, "magpool_acquire_bulk",            "n 0",                    magpool_acquire_bulk(P, V, 0),                            W_ZERO,    KEEP)   \
+    X(z05, "magpool_release_bulk",            "n 0",                    (magpool_release_bulk(P, V, 0), 0),                       W_ZERO,    KEEP)   \
     X(n01, "magpool_release",                 "NULL block",             (magpool_release(P, NULL), 0),                            W_ZERO,    KEEP)   \
     X(n02, "magpool_objpool_release",         "NULL object",            (magpool_objpool_release(OP, NULL), 0),                   W_ZERO,    KEEP)   \
     X(n03, "magpool_bufmgr_release",          "NULL buffer",            (magpool_bufmgr_release(BM, NULL), 0),                    W_ZERO,    KEEP)   \
