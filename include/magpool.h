@@ -548,6 +548,27 @@ MAGPOOL_API int magpool_objpool_get_stats(magpool_objpool_t *op, magpool_objpool
  */
 MAGPOOL_API void magpool_objpool_destroy(magpool_objpool_t *op);
 
+/**
+ * Write a leak report for @p op to @p out (stderr when NULL): the number of
+ * objects acquired and not released and, when MAGPOOL_CHECKED=1 was in the
+ * environment at create, one more line per acquiring call site, most
+ * objects first:
+ *
+ *   magpool: object pool 0x5581...: 3 object(s) of 48 bytes outstanding (5 acquired, 2 released)
+ *   magpool:   2 object(s) acquired at ./server(conn_open+0x2e) <- ./server(main+0x51)
+ *
+ * magpool_objpool_destroy makes the same count known, without being asked:
+ * when objects are still out it reports one MAGPOOL_ERR_LEAK through the
+ * error handler (magpool_set_error_handler; e->pool is the object pool's
+ * underlying pool, e->block one leaked object with CHECKED) before it
+ * fini()s and frees them.
+ *
+ * @return the number of outstanding objects; 0 with errno EINVAL when op
+ * is NULL.
+ * Thread-safe; meaningful at quiescence. Not for the hot path.
+ */
+MAGPOOL_API size_t magpool_objpool_report_leaks(magpool_objpool_t *op, FILE *out);
+
 /* ======================================================================
  * BufferManager: typed numeric buffers, 64-byte aligned, reused by size class
  * ======================================================================
@@ -700,6 +721,32 @@ MAGPOOL_API int magpool_bufmgr_get_stats(magpool_bufmgr_t *bm, magpool_bufmgr_st
  * after the call. NULL is a no-op.
  */
 MAGPOOL_API void magpool_bufmgr_destroy(magpool_bufmgr_t *bm);
+
+/**
+ * Write a leak report for @p bm to @p out (stderr when NULL): the buffers
+ * handed out and not released, per size class and for large buffers, and,
+ * when MAGPOOL_CHECKED=1 was in the environment at magpool_bufmgr_create,
+ * the acquiring call sites of each, most buffers first:
+ *
+ *   magpool: buffer manager 0x5581...: 3 buffer(s) outstanding (9 got, 6 released)
+ *   magpool:   class 256 B: 2 buffer(s)
+ *   magpool:     2 buffer(s) acquired at ./app(load_frame+0x31) <- ./app(main+0x8c)
+ *   magpool:   large: 1 buffer(s), 4198400 bytes mapped
+ *   magpool:     1 buffer(s) acquired at ./app(load_video+0x44) <- ./app(main+0x9d)
+ *
+ * magpool_bufmgr_destroy reports buffers still out without being asked:
+ * one MAGPOOL_ERR_LEAK through the error handler (magpool_set_error_handler,
+ * not the manager's own handler, which is for bad releases), with the total
+ * count, e->block one leaked buffer (with CHECKED, or a large one) and
+ * e->pool the size class pool of that buffer (NULL when it is a large
+ * one; without CHECKED, the class pool with the most), before it frees
+ * them.
+ *
+ * @return the number of outstanding buffers, large ones included; 0 with
+ * errno EINVAL when bm is NULL.
+ * Thread-safe; meaningful at quiescence. Not for the hot path.
+ */
+MAGPOOL_API size_t magpool_bufmgr_report_leaks(magpool_bufmgr_t *bm, FILE *out);
 
 #ifdef __cplusplus
 }
