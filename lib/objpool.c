@@ -134,14 +134,20 @@ MAGPOOL_API void magpool_objpool_release(magpool_objpool_t *op, void *obj)
     magpool_release(op->pool, obj);
 }
 
+/* The underlying pool's counters; -1 with errno EINVAL when op is NULL. */
+static int op_stats(struct magpool_objpool *op, magpool_stats_t *s)
+{
+    if (op == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    return magpool_get_stats(op->pool, s);
+}
+
 MAGPOOL_API size_t magpool_objpool_size(magpool_objpool_t *op)
 {
     magpool_stats_t s;
-    if (op == NULL) {
-        errno = EINVAL;
-        return 0;
-    }
-    if (magpool_get_stats(op->pool, &s) != 0)
+    if (op_stats(op, &s) != 0)
         return 0;
     return s.blocks_total >= s.blocks_outstanding ? s.blocks_total - s.blocks_outstanding : 0;
 }
@@ -168,11 +174,7 @@ MAGPOOL_API int magpool_objpool_get_stats(magpool_objpool_t *op, magpool_objpool
 MAGPOOL_API size_t magpool_objpool_report_leaks(magpool_objpool_t *op, FILE *out)
 {
     magpool_stats_t s;
-    if (op == NULL) {
-        errno = EINVAL;
-        return 0;
-    }
-    if (magpool_get_stats(op->pool, &s) != 0)
+    if (op_stats(op, &s) != 0)
         return 0;
     if (out == NULL)
         out = stderr;
