@@ -367,6 +367,7 @@ static noinline magpool_t *class_pool_slow(struct magpool_bufmgr *bm, unsigned c
             char name[MAGPOOL_NAME_MAX];
             snprintf(name, sizeof name, "bufmgr %p/%zu", (void *)bm, class_size(c));
             magpool_set_name(p, name);
+            diag_set_layer(p, "bufmgr");
             k->checked = magpool_diagnostics(p) != 0;
             /* release: pairs with the acquire load in magpool_bufmgr_get and
              * class_pool, so the pool's initialisation is visible. */

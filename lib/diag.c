@@ -1,6 +1,7 @@
 /*
  * Diagnostics: MAGPOOL_CHECKED, sanitizer / valgrind awareness, passthrough,
- * error reports, acquire sites and leak reports.
+ * error reports, acquire sites and leak reports; and the list of every live
+ * pool, with its walk (magpool_walk).
  *
  * Nothing here is on the fast path. A pool with any diagnostic on has
  * diag_flags != 0 (lock-free pools also get mode MODE_LOCKFREE_DIAG), and the
@@ -36,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -76,9 +78,12 @@
 #define CANARY_BYTE 0xFD
 #define LINK_BYTES  sizeof(void *)
 
+struct walk_pin;
+
 struct pool_diag {
     magpool_t *pool;
     struct pool_diag *next, *prev;  /* all pools (pools_lock)             */
+    struct walk_pin *pins;          /* magpool_walk holds it (pools_lock)  */
     pthread_mutex_t lock;           /* name, passthrough set              */
     char name[MAGPOOL_NAME_MAX];
     _Atomic uint64_t errors;
@@ -86,6 +91,9 @@ struct pool_diag {
     size_t pt_live;
     _Atomic uint64_t pt_acquires, pt_releases; /* written under lock      */
     bool layered;                   /* object pool / buffer manager pool  */
+    /* "objpool" / "bufmgr", else NULL. Atomic: the layer sets it after
+     * the pool is registered, where a walk can already see the pool. */
+    _Atomic(const char *) layer;
 };
 
 /* A block in the tree: passthrough (the node owns the malloc'd block), or
@@ -378,6 +386,7 @@ void diag_pool_register(magpool_t *p)
         pools->prev = d;
     pools = d;
     pthread_mutex_unlock(&pools_lock);
+    print_pool_created(); /* MAGPOOL_SHOW_STATS: the at-exit report */
 }
 
 static void pt_free_node(void *node)
@@ -387,12 +396,15 @@ static void pt_free_node(void *node)
     free(n);
 }
 
+static void wait_for_walkers(struct pool_diag *d);
+
 void diag_pool_free(magpool_t *p)
 {
     struct pool_diag *d = p->diag;
     if (d == NULL)
         return;
     mutex_lock(&pools_lock);
+    wait_for_walkers(d); /* a magpool_walk callback may still use p */
     if (d->prev || d->next || pools == d) {
         if (d->prev)
             d->prev->next = d->next;
@@ -435,6 +447,17 @@ void diag_pool_name(const magpool_t *p, char *buf, size_t cap)
     pthread_mutex_unlock(&p->diag->lock);
 }
 
+/* relaxed: a pointer to a string literal; no other data is published */
+void diag_set_layer(magpool_t *p, const char *layer)
+{
+    atomic_store_relaxed(&p->diag->layer, layer);
+}
+
+const char *diag_layer(const magpool_t *p)
+{
+    return atomic_load_relaxed(&p->diag->layer);
+}
+
 MAGPOOL_API unsigned magpool_diagnostics(const magpool_t *p)
 {
     return p ? p->diag_flags : 0;
@@ -458,6 +481,105 @@ static magpool_t *find_owner(magpool_t *p, const void *ptr, char *name, size_t c
     }
     pthread_mutex_unlock(&pools_lock);
     return owner;
+}
+
+/* ------------------------------------------------------------------ walk */
+
+/*
+ * magpool_walk calls its callback without holding pools_lock (or any other
+ * lock), so the callback may call whatever takes the registry's or a pool's
+ * locks: magpool_get_stats, a leak report, the printers, magpool_walk
+ * itself. What keeps a visited pool alive instead is a pin: one record per
+ * pool of the walk's snapshot, linked to the pool under pools_lock and
+ * dropped once its callback returns. diag_pool_free, the first step of
+ * freeing a pool (nothing of it is freed yet), waits until no other thread
+ * of this process pins the pool. Two kinds of pins are not waited for, and
+ * are marked gone instead, so that their walker skips the pool: the
+ * destroying thread's own (a callback destroying a pool of its own walk,
+ * which would otherwise wait for itself) and those of threads that did not
+ * survive a fork (made under another pid; the forking thread's own pins in
+ * the child are its, by pthread_self, and behave as in the parent).
+ */
+struct walk_pin {
+    struct walk_pin *next;      /* the pool's pins (pools_lock)               */
+    struct pool_diag *d;
+    pthread_t thread;
+    pid_t pid;
+    bool gone;                  /* the pool was destroyed (pools_lock)        */
+};
+
+static bool pinned_by_others(const struct pool_diag *d, pid_t pid)
+{
+    for (const struct walk_pin *w = d->pins; w; w = w->next)
+        if (w->pid == pid && !pthread_equal(w->thread, pthread_self()))
+            return true;
+    return false;
+}
+
+/* pools_lock held (dropped while waiting); returns with d pinned by nobody. */
+static void wait_for_walkers(struct pool_diag *d)
+{
+    if (d->pins == NULL)
+        return;
+    pid_t pid = getpid();
+    while (pinned_by_others(d, pid)) {
+        pthread_mutex_unlock(&pools_lock);
+        /* Polled, not a condition variable: a fork child must never meet
+         * a condition variable with waiters that do not exist there. */
+        struct timespec pause = { 0, 200000 };
+        nanosleep(&pause, NULL);
+        mutex_lock(&pools_lock);
+    }
+    for (struct walk_pin *w = d->pins; w; w = w->next)
+        w->gone = true;
+    d->pins = NULL;
+}
+
+static void unpin_locked(struct walk_pin *w)
+{
+    if (w->gone)
+        return;
+    struct walk_pin **pp = &w->d->pins;
+    while (*pp != w)
+        pp = &(*pp)->next;
+    *pp = w->next;
+}
+
+MAGPOOL_API int magpool_walk(void (*fn)(magpool_t *pool, void *ctx), void *ctx)
+{
+    if (fn == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    pid_t pid = getpid();
+    mutex_lock(&pools_lock);
+    size_t n = 0;
+    for (struct pool_diag *d = pools; d; d = d->next)
+        n++;
+    struct walk_pin *pin = n ? calloc(n, sizeof *pin) : NULL;
+    if (n && pin == NULL) {
+        pthread_mutex_unlock(&pools_lock);
+        errno = ENOMEM;
+        return -1;
+    }
+    /* The list is newest first: fill from the back, visit oldest first. */
+    size_t i = n;
+    for (struct pool_diag *d = pools; d; d = d->next) {
+        struct walk_pin *w = &pin[--i];
+        *w = (struct walk_pin){ .next = d->pins, .d = d, .thread = pthread_self(), .pid = pid };
+        d->pins = w;
+    }
+    for (i = 0; i < n; i++) {
+        magpool_t *p = pin[i].gone ? NULL : pin[i].d->pool;
+        pthread_mutex_unlock(&pools_lock);
+        if (p)
+            fn(p, ctx);
+        mutex_lock(&pools_lock);
+        unpin_locked(&pin[i]);
+    }
+    pthread_mutex_unlock(&pools_lock);
+    free(pin);
+    return 0;
 }
 
 /* ------------------------------------------------------------- reports */

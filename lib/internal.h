@@ -13,7 +13,9 @@
  *   trim.c        giving idle memory back; trimmer.c its background thread
  *   slab.c        mmap'd slabs carved into blocks; growth; unmapping
  *   diag.c        diagnostics: CHECKED (double / foreign / wrong-pool release,
- *                 redzones, poison, acquire sites), ASan / valgrind, passthrough
+ *                 redzones, poison, acquire sites), ASan / valgrind, passthrough,
+ *                 leak reports; the list of live pools and its walk
+ *   print.c       statistics printers (text, JSON), MAGPOOL_SHOW_STATS
  *   faults.c      mmap fault injection (test hook)
  *   pool.c        create / destroy / public entry points, dispatch
  *   mutex_pool.c  the baseline: one lock around one free list
@@ -395,6 +397,9 @@ void   diag_release(magpool_t *p, void *block, void *caller);
 bool   diag_link_ok(magpool_t *p, void *next);
 bool   diag_env_on(const char *name);         /* set, non-empty and not "0" */
 void   diag_pool_name(const magpool_t *p, char *buf, size_t cap); /* a copy */
+/* Which layer built p ("objpool", "bufmgr"; NULL: none). */
+void   diag_set_layer(magpool_t *p, const char *layer);
+const char *diag_layer(const magpool_t *p);
 /* Leak reports of the layers (objpool.c, bufmgr.c). A site id for the
  * call whose return address is caller (0: unknown). */
 uint32_t diag_site_capture(void *caller);
@@ -507,5 +512,8 @@ void   trimmer_fork_child(void);
 
 /* stats.c */
 void   cache_stats(magpool_t *p, magpool_stats_t *out);
+
+/* print.c: MAGPOOL_SHOW_STATS; called by every pool creation */
+void   print_pool_created(void);
 
 #endif

@@ -109,6 +109,7 @@ MAGPOOL_API magpool_objpool_t *magpool_objpool_create(const magpool_objpool_conf
         errno = e;
         return NULL;
     }
+    diag_set_layer(op->pool, "objpool");
     return op;
 }
 
