@@ -450,6 +450,88 @@ MAGPOOL_API size_t magpool_block_size(const magpool_t *pool);
  */
 MAGPOOL_API size_t magpool_report_leaks(magpool_t *pool, FILE *out);
 
+/** Output formats of magpool_stats_print / magpool_stats_print_all. */
+enum {
+    MAGPOOL_PRINT_TEXT = 0,      /**< lines "magpool:   key value" (default)     */
+    MAGPOOL_PRINT_JSON = 1u << 0 /**< one JSON object per pool (an array for all) */
+};
+
+/**
+ * Write @p pool's statistics to @p out (stderr when NULL): its name,
+ * address, block_size, backend ("lockfree" / "mutex"), max_blocks,
+ * magazine_size, the layer that built it ("objpool", "bufmgr", or none),
+ * the diagnostics in force, and every field of magpool_stats_t, hit_rate
+ * included. MAGPOOL_PRINT_TEXT:
+ *
+ *   magpool: pool "conn" (0x5581...)
+ *   magpool:   block_size           64
+ *   magpool:   backend              lockfree
+ *   ...
+ *   magpool:   hit_rate             0.998000
+ *
+ * MAGPOOL_PRINT_JSON: one object on one line, then a newline:
+ *   {"name": "conn", "address": "0x5581...", "block_size": 64, "backend":
+ *    "lockfree", "max_blocks": 0, "magazine_size": 256, "layer": null,
+ *    "diagnostics": ["checked"], "stats": {"acquires": 5000, ...}}
+ * Names are escaped (and bytes that are not UTF-8 replaced by U+FFFD), so
+ * the output is valid JSON; numbers ignore the locale (LC_NUMERIC).
+ *
+ * @return 0, or -1 with errno:
+ *   - EINVAL: pool is NULL, or flags has a bit other than MAGPOOL_PRINT_JSON;
+ *   - EIO: writing to out failed.
+ * Thread-safe: the statistics are one magpool_get_stats snapshot; no lock
+ * of the library is held while writing (the FILE's own lock is, so lines
+ * of concurrent printers do not mix within a pool). Not for the hot path.
+ */
+MAGPOOL_API int magpool_stats_print(magpool_t *pool, FILE *out, unsigned flags);
+
+/**
+ * magpool_stats_print for every live pool, oldest first (magpool_walk):
+ * pools built by object pools and buffer managers included (their layer
+ * says so; a buffer manager's class pools are named "bufmgr <manager>/<class
+ * bytes>"). JSON: an array of the objects ("[]" when there is no pool);
+ * text: the pools one after another ("magpool: no live pools" when none).
+ *
+ * The environment variable MAGPOOL_SHOW_STATS=1 (or "text") / "json" calls
+ * this on stderr at exit (atexit; the variable is read when the process
+ * creates its first pool). Only the process that read it prints, and a
+ * fork() child only if it creates a pool of its own, so a child does not
+ * repeat its parent's pools; pools destroyed before exit are not listed.
+ *
+ * @return 0, or -1 with errno:
+ *   - EINVAL: flags has a bit other than MAGPOOL_PRINT_JSON;
+ *   - ENOMEM: the walk's snapshot could not be allocated (nothing printed
+ *     but a JSON "[");
+ *   - EIO: writing to out failed.
+ * Thread-safe, as magpool_walk; not for the hot path.
+ */
+MAGPOOL_API int magpool_stats_print_all(FILE *out, unsigned flags);
+
+/**
+ * Call @p fn(pool, @p ctx) for every pool that is live when the walk
+ * starts, oldest first (after DPDK's rte_mempool_walk). Pools created during
+ * the walk are not visited; a pool destroyed during it is visited unless
+ * its destroy got to free it first.
+ *
+ * No lock is held while fn runs: it may call magpool_get_stats,
+ * magpool_stats_print, magpool_report_leaks, magpool_get_name, trim and
+ * the like on the pool it is given, walk again, or fork. Each visited pool
+ * is pinned until fn returns: a magpool_destroy of it in another thread
+ * waits (in its first step, before anything is freed) until then. A pool
+ * is visible to the walk from inside its magpool_create, so fn may meet a
+ * pool that another thread is still creating, or waiting to destroy: on
+ * pools it does not own, fn should only read (the calls above). fn may
+ * destroy pools it owns, the one it is given included; it must not destroy
+ * a pool that belongs to an object pool or buffer manager (its layer,
+ * reported by magpool_stats_print, says so), nor wait for another thread
+ * that is destroying a pool the walk has yet to visit (that thread waits
+ * for the walk).
+ *
+ * @return 0, or -1 with errno EINVAL (fn NULL) or ENOMEM (no pool visited).
+ * Thread-safe; not for the hot path.
+ */
+MAGPOOL_API int magpool_walk(void (*fn)(magpool_t *pool, void *ctx), void *ctx);
+
 /**
  * Return the calling thread's cached blocks of @p pool to the shared depot, so
  * other threads can get them without a steal. Threads do this automatically
@@ -719,6 +801,27 @@ MAGPOOL_API int magpool_objpool_get_stats_sized(magpool_objpool_t *op,
  */
 MAGPOOL_API void magpool_objpool_destroy(magpool_objpool_t *op);
 
+/**
+ * Write a leak report for @p op to @p out (stderr when NULL): the number of
+ * objects acquired and not released and, when MAGPOOL_CHECKED=1 was in the
+ * environment at create, one more line per acquiring call site, most
+ * objects first:
+ *
+ *   magpool: object pool 0x5581...: 3 object(s) of 48 bytes outstanding (5 acquired, 2 released)
+ *   magpool:   2 object(s) acquired at ./server(conn_open+0x2e) <- ./server(main+0x51)
+ *
+ * magpool_objpool_destroy makes the same count known, without being asked:
+ * when objects are still out it reports one MAGPOOL_ERR_LEAK through the
+ * error handler (magpool_set_error_handler; e->pool is the object pool's
+ * underlying pool, e->block one leaked object with CHECKED) before it
+ * fini()s and frees them.
+ *
+ * @return the number of outstanding objects; 0 with errno EINVAL when op
+ * is NULL.
+ * Thread-safe; meaningful at quiescence. Not for the hot path.
+ */
+MAGPOOL_API size_t magpool_objpool_report_leaks(magpool_objpool_t *op, FILE *out);
+
 /* ======================================================================
  * BufferManager: typed numeric buffers, 64-byte aligned, reused by size class
  * ======================================================================
@@ -897,6 +1000,32 @@ MAGPOOL_API int magpool_bufmgr_get_stats_sized(magpool_bufmgr_t *bm, magpool_buf
  * after the call. NULL is a no-op.
  */
 MAGPOOL_API void magpool_bufmgr_destroy(magpool_bufmgr_t *bm);
+
+/**
+ * Write a leak report for @p bm to @p out (stderr when NULL): the buffers
+ * handed out and not released, per size class and for large buffers, and,
+ * when MAGPOOL_CHECKED=1 was in the environment at magpool_bufmgr_create,
+ * the acquiring call sites of each, most buffers first:
+ *
+ *   magpool: buffer manager 0x5581...: 3 buffer(s) outstanding (9 got, 6 released)
+ *   magpool:   class 256 B: 2 buffer(s)
+ *   magpool:     2 buffer(s) acquired at ./app(load_frame+0x31) <- ./app(main+0x8c)
+ *   magpool:   large: 1 buffer(s), 4198400 bytes mapped
+ *   magpool:     1 buffer(s) acquired at ./app(load_video+0x44) <- ./app(main+0x9d)
+ *
+ * magpool_bufmgr_destroy reports buffers still out without being asked:
+ * one MAGPOOL_ERR_LEAK through the error handler (magpool_set_error_handler,
+ * not the manager's own handler, which is for bad releases), with the total
+ * count, e->block one leaked buffer (with CHECKED, or a large one) and
+ * e->pool the size class pool of that buffer (NULL when it is a large
+ * one; without CHECKED, the class pool with the most), before it frees
+ * them.
+ *
+ * @return the number of outstanding buffers, large ones included; 0 with
+ * errno EINVAL when bm is NULL.
+ * Thread-safe; meaningful at quiescence. Not for the hot path.
+ */
+MAGPOOL_API size_t magpool_bufmgr_report_leaks(magpool_bufmgr_t *bm, FILE *out);
 
 #ifdef __cplusplus
 }

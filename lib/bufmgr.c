@@ -34,6 +34,13 @@
  * share pages: beyond the cap they are kept as fresh blocks, and their
  * memory (bounded by the class pool's high-water mark) goes back with
  * clear_unused.
+ *
+ * Leaks: each class pool counts its outstanding buffers; large ones are the
+ * table's entries. In CHECKED mode (MAGPOOL_CHECKED=1 when the manager is
+ * created) the class pools keep each outstanding buffer's acquire site
+ * (diag.c), which get passes down as its own caller's; a large buffer keeps
+ * its site in its header. Destroy reports what is still out (one
+ * MAGPOOL_ERR_LEAK through the error handler) before freeing it.
  */
 #include <errno.h>
 #include <math.h>
@@ -56,6 +63,7 @@ struct bhdr {
     uint32_t dtype;
     size_t count;
     size_t map_len;           /* large buffers: the mapping's length          */
+    uint32_t site;            /* large buffers, CHECKED: acquire site id      */
 };
 _Static_assert(sizeof(struct bhdr) <= BM_HDR, "header fits in 64 bytes");
 
@@ -76,6 +84,9 @@ struct bm_class {
     _Atomic(magpool_t *) pool;          /* created on first use             */
     struct magpool_bufmgr *bm;          /* hook context                      */
     unsigned idx;
+    bool checked;                       /* the pool is CHECKED: get passes its
+                                           caller down (written before `pool`
+                                           is published)                     */
     size_t stride;                      /* BM_HDR + class size               */
 };
 
@@ -84,6 +95,7 @@ struct magpool_bufmgr {
     _Alignas(MAGPOOL_DESTRUCTIVE)
     size_t max_buffers;
     size_t page;
+    bool checked;                       /* MAGPOOL_CHECKED=1 at create       */
     magpool_bufmgr_error_fn err_fn;
     void *err_ctx;
     _Atomic bool destroying;
@@ -314,6 +326,7 @@ MAGPOOL_API magpool_bufmgr_t *magpool_bufmgr_create(size_t max_buffers)
     }
     memset(bm, 0, sizeof *bm);
     bm->max_buffers = max_buffers;
+    bm->checked = diag_env_on("MAGPOOL_CHECKED");
     long ps = sysconf(_SC_PAGESIZE);
     bm->page = ps > 0 ? (size_t)ps : 4096;
     for (unsigned c = 0; c < BM_NCLASS; c++) {
@@ -350,13 +363,20 @@ static noinline magpool_t *class_pool_slow(struct magpool_bufmgr *bm, unsigned c
         /* Bound what a thread parks per class (2 magazines): ~512 KiB. */
         size_t m = ((size_t)256 << 10) / k->stride;
         cfg.magazine_size = (unsigned)(m < 2 ? 2 : m > 128 ? 128 : m);
+        cfg.flags = bm->checked ? MAGPOOL_CHECKED : 0;
         struct pool_hooks hooks = { .carve = bm_carve, .unmap = bm_unmap, .ctx = k,
                                       .idle_blocks_hold_state = true };
         p = pool_create_hooked(&cfg, &hooks);
-        if (p != NULL)
+        if (p != NULL) {
+            char name[MAGPOOL_NAME_MAX];
+            snprintf(name, sizeof name, "bufmgr %p/%zu", (void *)bm, class_size(c));
+            magpool_set_name(p, name);
+            diag_set_layer(p, "bufmgr");
+            k->checked = magpool_diagnostics(p) != 0;
             /* release: pairs with the acquire load in magpool_bufmgr_get and
              * class_pool, so the pool's initialisation is visible. */
             atomic_store_release(&k->pool, p);
+        }
     }
     int e = errno;
     pthread_mutex_unlock(&bm->create_lock);
@@ -381,7 +401,7 @@ static size_t large_pos(const struct magpool_bufmgr *bm, uintptr_t h)
 }
 
 static noinline void *large_get(struct magpool_bufmgr *bm, size_t bytes, size_t count,
-                                magpool_dtype_t dtype)
+                                magpool_dtype_t dtype, void *caller)
 {
     size_t len = (BM_HDR + bytes + bm->page - 1) & ~(bm->page - 1);
     char *map = slab_mmap(len, MAP_PRIVATE | MAP_ANONYMOUS); /* fault-injectable */
@@ -396,6 +416,7 @@ static noinline void *large_get(struct magpool_bufmgr *bm, size_t bytes, size_t 
     h->dtype = (uint32_t)dtype;
     h->count = count;
     h->map_len = len;
+    h->site = bm->checked ? diag_site_capture(caller) : 0;
     mutex_lock(&bm->large_lock);
     if (bm->nlarge == bm->large_cap) {
         size_t ncap = bm->large_cap ? 2 * bm->large_cap : 16;
@@ -460,13 +481,15 @@ MAGPOOL_API void *magpool_bufmgr_get(magpool_bufmgr_t *bm, size_t count, magpool
     }
     size_t bytes = count * esz;
     if (unlikely(bytes > MAGPOOL_BUFMGR_MAX_CLASS))
-        return large_get(bm, bytes, count, dtype);
+        return large_get(bm, bytes, count, dtype, __builtin_return_address(0));
     unsigned c = class_of(bytes);
     /* acquire: pairs with the release store in class_pool_slow. */
     magpool_t *p = atomic_load_acquire(&bm->cls[c].pool);
     if (unlikely(p == NULL) && (p = class_pool_slow(bm, c)) == NULL)
         return NULL;
-    struct bhdr *h = magpool_acquire(p);
+    /* CHECKED: the class pool records our caller as the acquire site. */
+    struct bhdr *h = likely(!bm->cls[c].checked) ? magpool_acquire(p)
+                     : diag_acquire(p, __builtin_return_address(0));
     if (unlikely(h == NULL))
         return NULL; /* ENOMEM */
     /* relaxed: the block's ownership came with magpool_acquire; the RMW only
@@ -723,10 +746,106 @@ static void bufmgr_stats(magpool_bufmgr_t *bm, magpool_bufmgr_stats_t *out)
     out->idle_buffers = bm->max_buffers ? atomic_load_relaxed(&bm->idle) : 0;
 }
 
+/* ------------------------------------------------------------------- leaks */
+
+/* Large buffers still out: "magpool:   large: ..." and their sites. */
+static size_t large_report(struct magpool_bufmgr *bm, FILE *out)
+{
+    mutex_lock(&bm->large_lock);
+    size_t n = bm->nlarge, bytes = 0;
+    uint32_t *ids = bm->checked && n ? malloc(n * sizeof *ids) : NULL;
+    for (size_t i = 0; i < n; i++) {
+        /* In the table: live, and its header written before it was added. */
+        const struct bhdr *h = (const struct bhdr *)bm->large[i];
+        bytes += h->map_len;
+        if (ids)
+            ids[i] = h->site;
+    }
+    pthread_mutex_unlock(&bm->large_lock);
+    if (n) {
+        fprintf(out, "magpool:   large: %zu buffer(s), %zu bytes mapped\n", n, bytes);
+        if (ids)
+            diag_print_site_ids(ids, n, out, "    ", "buffer");
+    }
+    free(ids);
+    return n;
+}
+
+MAGPOOL_API size_t magpool_bufmgr_report_leaks(magpool_bufmgr_t *bm, FILE *out)
+{
+    if (bm == NULL) {
+        errno = EINVAL;
+        return 0;
+    }
+    if (out == NULL)
+        out = stderr;
+    magpool_bufmgr_stats_t st;
+    magpool_bufmgr_get_stats(bm, &st);
+    fprintf(out, "magpool: buffer manager %p: %zu buffer(s) outstanding "
+            "(%llu got, %llu released)\n", (void *)bm, st.outstanding,
+            (unsigned long long)st.gets, (unsigned long long)st.releases);
+    size_t total = 0;
+    for (unsigned c = 0; c < BM_NCLASS; c++) {
+        magpool_t *p = atomic_load_acquire(&bm->cls[c].pool); /* as in get */
+        magpool_stats_t s;
+        if (p == NULL || magpool_get_stats(p, &s) != 0 || s.blocks_outstanding == 0)
+            continue;
+        fprintf(out, "magpool:   class %zu B: %zu buffer(s)\n", class_size(c),
+                s.blocks_outstanding);
+        diag_print_sites(p, s.blocks_outstanding, out, "    ", "buffer");
+        total += s.blocks_outstanding;
+    }
+    return total + large_report(bm, out);
+}
+
+/* Buffers still out at destroy are freed with the rest, but not silently:
+ * one MAGPOOL_ERR_LEAK (the core's path), naming one buffer of the class
+ * with the most, or a large one. No other thread uses bm any more. */
+static void bufmgr_destroy_report(struct magpool_bufmgr *bm)
+{
+    size_t pooled = 0, classes = 0, most = 0;
+    magpool_t *top = NULL;
+    for (unsigned c = 0; c < BM_NCLASS; c++) {
+        magpool_t *p = atomic_load_relaxed(&bm->cls[c].pool); /* quiescent */
+        magpool_stats_t s;
+        if (p == NULL || magpool_get_stats(p, &s) != 0 || s.blocks_outstanding == 0)
+            continue;
+        pooled += s.blocks_outstanding;
+        classes++;
+        if (s.blocks_outstanding > most) {
+            most = s.blocks_outstanding;
+            top = p;
+        }
+    }
+    if (pooled + bm->nlarge == 0)
+        return;
+    const void *buf = NULL;
+    uint32_t site = 0;
+    if (top) {
+        site = diag_top_site(top, &buf); /* a block: the buffer's header */
+        if (buf)
+            buf = (const char *)buf + BM_HDR;
+    }
+    if (buf == NULL && bm->nlarge) { /* no pooled one known: a large one */
+        const struct bhdr *h = (const struct bhdr *)bm->large[0];
+        buf = (const char *)h + BM_HDR;
+        site = h->site;
+        top = NULL;
+    }
+    char head[320], one[64] = "";
+    if (buf)
+        snprintf(one, sizeof one, ", buffer %p", buf);
+    snprintf(head, sizeof head, "magpool: buffers still outstanding at destroy: "
+             "buffer manager %p (%zu buffer(s): %zu in %zu size class(es), %zu large)%s",
+             (void *)bm, pooled + bm->nlarge, pooled, classes, bm->nlarge, one);
+    diag_leak_report(top, pooled + bm->nlarge, buf, site, head);
+}
+
 MAGPOOL_API void magpool_bufmgr_destroy(magpool_bufmgr_t *bm)
 {
     if (bm == NULL)
         return;
+    bufmgr_destroy_report(bm);
     mutex_lock(&managers_lock);
     if (bm->prev_live)
         bm->prev_live->next_live = bm->next_live;

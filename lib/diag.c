@@ -1,6 +1,7 @@
 /*
  * Diagnostics: MAGPOOL_CHECKED, sanitizer / valgrind awareness, passthrough,
- * error reports, acquire sites and leak reports.
+ * error reports, acquire sites and leak reports; and the list of every live
+ * pool, with its walk (magpool_walk).
  *
  * Nothing here is on the fast path. A pool with any diagnostic on has
  * diag_flags != 0 (lock-free pools also get mode MODE_LOCKFREE_DIAG), and the
@@ -36,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -76,9 +78,12 @@
 #define CANARY_BYTE 0xFD
 #define LINK_BYTES  sizeof(void *)
 
+struct walk_pin;
+
 struct pool_diag {
     magpool_t *pool;
     struct pool_diag *next, *prev;  /* all pools (pools_lock)             */
+    struct walk_pin *pins;          /* magpool_walk holds it (pools_lock)  */
     pthread_mutex_t lock;           /* name, passthrough set              */
     char name[MAGPOOL_NAME_MAX];
     _Atomic uint64_t errors;
@@ -86,8 +91,14 @@ struct pool_diag {
     size_t pt_live;
     _Atomic uint64_t pt_acquires, pt_releases; /* written under lock      */
     bool layered;                   /* object pool / buffer manager pool  */
+    /* "objpool" / "bufmgr", else NULL. Atomic: the layer sets it after
+     * the pool is registered, where a walk can already see the pool. */
+    _Atomic(const char *) layer;
 };
 
+/* A block in the tree: passthrough (the node owns the malloc'd block), or
+ * an outstanding block of a CHECKED layered pool (the node only names its
+ * acquire site: those pools have no redzone to keep it in). */
 struct pt_block {
     void *block;
     uint32_t site;
@@ -95,7 +106,7 @@ struct pt_block {
 
 /* -------------------------------------------------------------- settings */
 
-static bool env_on(const char *name)
+bool diag_env_on(const char *name)
 {
     const char *v = getenv(name);
     return v != NULL && v[0] != '\0' && strcmp(v, "0") != 0;
@@ -117,7 +128,7 @@ static bool under_memcheck(void)
 unsigned diag_select(const magpool_config_t *cfg, const struct pool_hooks *hooks)
 {
     unsigned f = 0;
-    bool checked = (cfg->flags & MAGPOOL_CHECKED) || env_on("MAGPOOL_CHECKED");
+    bool checked = (cfg->flags & MAGPOOL_CHECKED) || diag_env_on("MAGPOOL_CHECKED");
     if (checked)
         f |= DIAG_CHECKED;
     if (hooks == NULL) { /* layered pools keep contents: only release checks */
@@ -128,7 +139,7 @@ unsigned diag_select(const magpool_config_t *cfg, const struct pool_hooks *hooks
 #endif
         if (under_memcheck())
             f |= DIAG_VALGRIND;
-        if (env_on("MAGPOOL_PASSTHROUGH"))
+        if (diag_env_on("MAGPOOL_PASSTHROUGH"))
             f |= DIAG_PASSTHROUGH;
     }
     return f;
@@ -256,6 +267,12 @@ static noinline uint32_t site_capture(void *caller)
     return site_intern(pc, depth);
 }
 
+/* The layers' own sites (bufmgr.c: large buffers keep theirs in a header). */
+uint32_t diag_site_capture(void *caller)
+{
+    return site_capture(caller);
+}
+
 /* " acquired at a <- b <- c" into buf (empty when unknown). */
 static void site_format(const struct site *s, char *buf, size_t cap, const char *lead)
 {
@@ -369,6 +386,7 @@ void diag_pool_register(magpool_t *p)
         pools->prev = d;
     pools = d;
     pthread_mutex_unlock(&pools_lock);
+    print_pool_created(); /* MAGPOOL_SHOW_STATS: the at-exit report */
 }
 
 static void pt_free_node(void *node)
@@ -378,12 +396,15 @@ static void pt_free_node(void *node)
     free(n);
 }
 
+static void wait_for_walkers(struct pool_diag *d);
+
 void diag_pool_free(magpool_t *p)
 {
     struct pool_diag *d = p->diag;
     if (d == NULL)
         return;
     mutex_lock(&pools_lock);
+    wait_for_walkers(d); /* a magpool_walk callback may still use p */
     if (d->prev || d->next || pools == d) {
         if (d->prev)
             d->prev->next = d->next;
@@ -395,7 +416,7 @@ void diag_pool_free(magpool_t *p)
     pthread_mutex_unlock(&pools_lock);
     if (p->diag_flags & DIAG_VALGRIND)
         VALGRIND_DESTROY_MEMPOOL(p);
-    tdestroy(d->pt_root, pt_free_node);
+    tdestroy(d->pt_root, (p->diag_flags & DIAG_PASSTHROUGH) ? pt_free_node : free);
     pthread_mutex_destroy(&d->lock);
     free(d);
     p->diag = NULL;
@@ -419,6 +440,25 @@ MAGPOOL_API const char *magpool_get_name(const magpool_t *p)
     return p->diag->name;
 }
 
+/* A copy of p's name, taken under its lock (magpool_set_name may run). */
+void diag_pool_name(const magpool_t *p, char *buf, size_t cap)
+{
+    mutex_lock(&p->diag->lock);
+    snprintf(buf, cap, "%s", p->diag->name);
+    pthread_mutex_unlock(&p->diag->lock);
+}
+
+/* relaxed: a pointer to a string literal; no other data is published */
+void diag_set_layer(magpool_t *p, const char *layer)
+{
+    atomic_store_relaxed(&p->diag->layer, layer);
+}
+
+const char *diag_layer(const magpool_t *p)
+{
+    return atomic_load_relaxed(&p->diag->layer);
+}
+
 MAGPOOL_API unsigned magpool_diagnostics(const magpool_t *p)
 {
     RETURN_IF_NULL(p, 0);
@@ -438,13 +478,110 @@ static magpool_t *find_owner(magpool_t *p, const void *ptr, char *name, size_t c
         int live;
         if (slab_lookup(&d->pool->slabs, ptr, &blk, &off, &live) >= 0) {
             owner = d->pool;
-            mutex_lock(&d->lock);
-            snprintf(name, cap, "%s", d->name);
-            pthread_mutex_unlock(&d->lock);
+            diag_pool_name(owner, name, cap);
         }
     }
     pthread_mutex_unlock(&pools_lock);
     return owner;
+}
+
+/* ------------------------------------------------------------------ walk */
+
+/*
+ * magpool_walk calls its callback without holding pools_lock (or any other
+ * lock), so the callback may call whatever takes the registry's or a pool's
+ * locks: magpool_get_stats, a leak report, the printers, magpool_walk
+ * itself. What keeps a visited pool alive instead is a pin: one record per
+ * pool of the walk's snapshot, linked to the pool under pools_lock and
+ * dropped once its callback returns. diag_pool_free, the first step of
+ * freeing a pool (nothing of it is freed yet), waits until no other thread
+ * of this process pins the pool. Two kinds of pins are not waited for, and
+ * are marked gone instead, so that their walker skips the pool: the
+ * destroying thread's own (a callback destroying a pool of its own walk,
+ * which would otherwise wait for itself) and those of threads that did not
+ * survive a fork (made under another pid; the forking thread's own pins in
+ * the child are its, by pthread_self, and behave as in the parent).
+ */
+struct walk_pin {
+    struct walk_pin *next;      /* the pool's pins (pools_lock)               */
+    struct pool_diag *d;
+    pthread_t thread;
+    pid_t pid;
+    bool gone;                  /* the pool was destroyed (pools_lock)        */
+};
+
+static bool pinned_by_others(const struct pool_diag *d, pid_t pid)
+{
+    for (const struct walk_pin *w = d->pins; w; w = w->next)
+        if (w->pid == pid && !pthread_equal(w->thread, pthread_self()))
+            return true;
+    return false;
+}
+
+/* pools_lock held (dropped while waiting); returns with d pinned by nobody. */
+static void wait_for_walkers(struct pool_diag *d)
+{
+    if (d->pins == NULL)
+        return;
+    pid_t pid = getpid();
+    while (pinned_by_others(d, pid)) {
+        pthread_mutex_unlock(&pools_lock);
+        /* Polled, not a condition variable: a fork child must never meet
+         * a condition variable with waiters that do not exist there. */
+        struct timespec pause = { 0, 200000 };
+        nanosleep(&pause, NULL);
+        mutex_lock(&pools_lock);
+    }
+    for (struct walk_pin *w = d->pins; w; w = w->next)
+        w->gone = true;
+    d->pins = NULL;
+}
+
+static void unpin_locked(struct walk_pin *w)
+{
+    if (w->gone)
+        return;
+    struct walk_pin **pp = &w->d->pins;
+    while (*pp != w)
+        pp = &(*pp)->next;
+    *pp = w->next;
+}
+
+MAGPOOL_API int magpool_walk(void (*fn)(magpool_t *pool, void *ctx), void *ctx)
+{
+    if (fn == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    pid_t pid = getpid();
+    mutex_lock(&pools_lock);
+    size_t n = 0;
+    for (struct pool_diag *d = pools; d; d = d->next)
+        n++;
+    struct walk_pin *pin = n ? calloc(n, sizeof *pin) : NULL;
+    if (n && pin == NULL) {
+        pthread_mutex_unlock(&pools_lock);
+        errno = ENOMEM;
+        return -1;
+    }
+    /* The list is newest first: fill from the back, visit oldest first. */
+    size_t i = n;
+    for (struct pool_diag *d = pools; d; d = d->next) {
+        struct walk_pin *w = &pin[--i];
+        *w = (struct walk_pin){ .next = d->pins, .d = d, .thread = pthread_self(), .pid = pid };
+        d->pins = w;
+    }
+    for (i = 0; i < n; i++) {
+        magpool_t *p = pin[i].gone ? NULL : pin[i].d->pool;
+        pthread_mutex_unlock(&pools_lock);
+        if (p)
+            fn(p, ctx);
+        mutex_lock(&pools_lock);
+        unpin_locked(&pin[i]);
+    }
+    pthread_mutex_unlock(&pools_lock);
+    free(pin);
+    return 0;
 }
 
 /* ------------------------------------------------------------- reports */
@@ -470,7 +607,7 @@ static bool abort_on_error(void)
 {
     static int v = -1; /* benign race: same value in every thread */
     if (v < 0)
-        v = env_on("MAGPOOL_ABORT_ON_ERROR");
+        v = diag_env_on("MAGPOOL_ABORT_ON_ERROR");
     return v;
 }
 
@@ -483,6 +620,35 @@ static bool report_lock(pthread_mutex_t *m, bool reentrant)
         return pthread_mutex_trylock(m) == 0;
     mutex_lock(m);
     return true;
+}
+
+/* e->site from site id `site`, and the " acquired at ..." text into where. */
+static void set_site(magpool_error_t *e, uint32_t site, char *where, size_t cap)
+{
+    struct site *s = site_get(site);
+    e->site = s ? s->pc : NULL;
+    e->site_depth = s ? s->depth : 0;
+    site_format(s, where, cap,
+                e->kind == MAGPOOL_ERR_LEAK ? ", e.g. acquired at " : ", acquired at ");
+}
+
+/* Count the report against p (if any), call the handler with the finished
+ * *e, abort if asked to; errno = EINVAL for the faulty call. */
+static void deliver(magpool_t *p, const magpool_error_t *e, bool reentrant)
+{
+    if (p)
+        atomic_fetch_add_relaxed(&p->diag->errors, 1);
+    magpool_error_fn fn = default_handler;
+    void *ctx = NULL;
+    if (report_lock(&handler_lock, reentrant)) {
+        fn = handler_fn;
+        ctx = handler_ctx;
+        pthread_mutex_unlock(&handler_lock);
+    }
+    fn(e, ctx);
+    if (abort_on_error())
+        abort();
+    errno = EINVAL;
 }
 
 /* Fill in the common fields of *e, format its message, call the handler. */
@@ -498,11 +664,7 @@ static noinline void report(magpool_t *p, magpool_error_t *e, uint32_t site)
     }
     e->pool = p;
     e->pool_name = name;
-    struct site *s = site_get(site);
-    e->site = s ? s->pc : NULL;
-    e->site_depth = s ? s->depth : 0;
-    site_format(s, where, sizeof where,
-                e->kind == MAGPOOL_ERR_LEAK ? ", e.g. acquired at " : ", acquired at ");
+    set_site(e, site, where, sizeof where);
     extra[0] = '\0';
     switch (e->kind) {
     case MAGPOOL_ERR_MISALIGNED_POINTER:
@@ -525,18 +687,7 @@ static noinline void report(magpool_t *p, magpool_error_t *e, uint32_t site)
     snprintf(msg, sizeof msg, "magpool: %s: pool \"%s\" (%p), block %p (block size %zu)%s%s",
              kind_text(e->kind), name, (void *)p, e->block, p->block_size, extra, where);
     e->message = msg;
-    atomic_fetch_add_relaxed(&p->diag->errors, 1);
-    magpool_error_fn fn = default_handler;
-    void *ctx = NULL;
-    if (report_lock(&handler_lock, reentrant)) {
-        fn = handler_fn;
-        ctx = handler_ctx;
-        pthread_mutex_unlock(&handler_lock);
-    }
-    fn(e, ctx);
-    if (abort_on_error())
-        abort();
-    errno = EINVAL;
+    deliver(p, e, reentrant);
 }
 
 static void report_simple(magpool_t *p, magpool_error_kind_t kind, const void *block,
@@ -626,15 +777,23 @@ static void *pt_acquire(magpool_t *p, void *caller)
     return b;
 }
 
+/* Take block's node out of the tree (d->lock held); NULL if not there. */
+static struct pt_block *tree_take_locked(struct pool_diag *d, void *block)
+{
+    struct pt_block key = { .block = block };
+    void **hit = tfind(&key, &d->pt_root, pt_cmp);
+    struct pt_block *n = hit ? *hit : NULL;
+    if (n)
+        tdelete(&key, &d->pt_root, pt_cmp);
+    return n;
+}
+
 static void pt_release(magpool_t *p, void *block)
 {
     struct pool_diag *d = p->diag;
-    struct pt_block key = { .block = block };
     mutex_lock(&d->lock);
-    void **hit = tfind(&key, &d->pt_root, pt_cmp);
-    struct pt_block *n = hit ? *hit : NULL;
+    struct pt_block *n = tree_take_locked(d, block);
     if (n) {
-        tdelete(&key, &d->pt_root, pt_cmp);
         d->pt_live--;
         counter_inc(&d->pt_releases);
     }
@@ -649,6 +808,49 @@ static void pt_release(magpool_t *p, void *block)
     magpool_error_t e = { .kind = owner ? MAGPOOL_ERR_WRONG_POOL : MAGPOOL_ERR_FOREIGN_POINTER,
                           .block = block, .owner = owner, .owner_name = owner ? oname : NULL };
     report(p, &e, 0);
+}
+
+/*
+ * Acquire sites of a layered pool's outstanding blocks (object pool, buffer
+ * manager class pool; CHECKED only). Their blocks are the layer's (a
+ * constructed object, a buffer header), so there is no redzone to keep the
+ * site in: it goes into the pool's tree, beside the block, for as long as
+ * the block is out. A node that cannot be allocated leaves that block's
+ * site unknown, nothing worse. Both calls run while the caller owns the
+ * block (after the acquire, before the release), so no two threads ever
+ * note the same block at once.
+ */
+static bool sites_in_tree(const magpool_t *p)
+{
+    return (p->diag_flags & DIAG_PASSTHROUGH) ||
+           (p->diag->layered && (p->diag_flags & DIAG_CHECKED));
+}
+
+static void layered_note_acquire(magpool_t *p, void *block, void *caller)
+{
+    struct pool_diag *d = p->diag;
+    struct pt_block *n = malloc(sizeof *n);
+    if (n == NULL)
+        return;
+    n->block = block;
+    n->site = site_capture(caller);
+    mutex_lock(&d->lock);
+    void **hit = tsearch(n, &d->pt_root, pt_cmp);
+    bool kept = hit != NULL && *hit == n;
+    if (hit != NULL && !kept) /* a stale node (pool state damaged): renew it */
+        ((struct pt_block *)*hit)->site = n->site;
+    pthread_mutex_unlock(&d->lock);
+    if (!kept)
+        free(n);
+}
+
+static void layered_note_release(magpool_t *p, void *block)
+{
+    struct pool_diag *d = p->diag;
+    mutex_lock(&d->lock);
+    struct pt_block *n = tree_take_locked(d, block);
+    pthread_mutex_unlock(&d->lock);
+    free(n);
 }
 
 /* ------------------------------------------------------ acquire/release */
@@ -728,6 +930,8 @@ static void *diag_acquire_in(magpool_t *p, void *caller)
     }
     if ((f & DIAG_CHECKED) && slab_mark_acquired(&p->slabs, b) != 0)
         report_simple(p, MAGPOOL_ERR_STATE, b, 0, 0);
+    if (p->diag->layered && (f & DIAG_CHECKED))
+        layered_note_acquire(p, b, caller);
     if (f & DIAG_REDZONE) {
         uint32_t last = (uint32_t)*site_word(p, b);
         size_t at = first_not(b, LINK_BYTES, site_off, FREE_BYTE);
@@ -785,6 +989,8 @@ static void diag_release_in(magpool_t *p, void *block, void *caller)
             report_simple(p, MAGPOOL_ERR_DOUBLE_RELEASE, block, 0, site);
             return;
         }
+        if (p->diag->layered)
+            layered_note_release(p, block);
         if (f & DIAG_REDZONE) {
             asan_unpoison((char *)block + bs, site_off - bs);
             size_t at = first_not(block, bs, site_off, CANARY_BYTE);
@@ -871,7 +1077,7 @@ static int cmp_count(const void *a, const void *b)
 static bool tally_sites(magpool_t *p, struct site_tally *t)
 {
     unsigned f = p->diag_flags;
-    if (f & DIAG_PASSTHROUGH) {
+    if (sites_in_tree(p)) {
         mutex_lock(&p->diag->lock);
         twalk_r(p->diag->pt_root, pt_walk, t);
         pthread_mutex_unlock(&p->diag->lock);
@@ -897,6 +1103,46 @@ static bool tally_sites(magpool_t *p, struct site_tally *t)
     return true;
 }
 
+/* One line per group of t (sorted), "magpool: <indent>N <unit>(s) acquired
+ * at <stack>"; what `outstanding` counts beyond the groups (a node that
+ * could not be allocated, a block acquired meanwhile) as one more line. */
+static void tally_print(const struct site_tally *t, size_t outstanding, FILE *out,
+                        const char *indent, const char *unit)
+{
+    size_t shown = 0;
+    for (size_t i = 0; i < t->n; i++) {
+        char where[1024];
+        site_format(site_get(t->v[i].site), where, sizeof where, "");
+        fprintf(out, "magpool: %s%zu %s(s) acquired at %s\n", indent, t->v[i].n, unit,
+                where[0] ? where : "(unknown site)");
+        shown += t->v[i].n;
+    }
+    if (shown < outstanding)
+        fprintf(out, "magpool: %s%zu %s(s) acquired at (unknown site)\n", indent,
+                outstanding - shown, unit);
+}
+
+void diag_print_sites(magpool_t *p, size_t outstanding, FILE *out, const char *indent,
+                      const char *unit)
+{
+    struct site_tally t = { 0 };
+    if (outstanding && tally_sites(p, &t))
+        tally_print(&t, outstanding, out, indent, unit);
+    free(t.v);
+}
+
+void diag_print_site_ids(const uint32_t *ids, size_t n, FILE *out, const char *indent,
+                         const char *unit)
+{
+    struct site_tally t = { 0 };
+    for (size_t i = 0; i < n; i++)
+        tally_add(&t, ids[i], NULL);
+    if (t.n > 1)
+        qsort(t.v, t.n, sizeof *t.v, cmp_count);
+    tally_print(&t, n, out, indent, unit);
+    free(t.v);
+}
+
 size_t diag_report_leaks(magpool_t *p, FILE *out)
 {
     magpool_stats_t s;
@@ -905,40 +1151,51 @@ size_t diag_report_leaks(magpool_t *p, FILE *out)
     if (out == NULL)
         out = stderr;
     char name[MAGPOOL_NAME_MAX];
-    mutex_lock(&p->diag->lock);
-    snprintf(name, sizeof name, "%s", p->diag->name);
-    pthread_mutex_unlock(&p->diag->lock);
+    diag_pool_name(p, name, sizeof name);
     fprintf(out, "magpool: pool \"%s\" (%p): %zu block(s) of %zu bytes outstanding "
             "(%llu acquired, %llu released)\n",
             name, (void *)p, s.blocks_outstanding, p->block_size,
             (unsigned long long)s.acquires, (unsigned long long)s.releases);
-    struct site_tally t = { 0 };
-    if (s.blocks_outstanding && tally_sites(p, &t)) {
-        for (size_t i = 0; i < t.n; i++) {
-            char where[1024];
-            site_format(site_get(t.v[i].site), where, sizeof where, "");
-            fprintf(out, "magpool:   %zu block(s) acquired at %s\n", t.v[i].n,
-                    where[0] ? where : "(unknown site)");
-        }
-    }
-    free(t.v);
+    diag_print_sites(p, s.blocks_outstanding, out, "  ", "block");
     return s.blocks_outstanding;
+}
+
+uint32_t diag_top_site(magpool_t *p, const void **block)
+{
+    struct site_tally t = { 0 };
+    tally_sites(p, &t);
+    *block = t.n ? t.v[0].block : NULL;
+    uint32_t site = t.n ? t.v[0].site : 0;
+    free(t.v);
+    return site;
 }
 
 void diag_destroy_report(magpool_t *p)
 {
     if (p->diag->layered)
-        return; /* object pool / buffer manager: destroy frees what is out */
+        return; /* object pool / buffer manager: the layer reports (below) */
     magpool_stats_t s;
     if (magpool_get_stats(p, &s) != 0 || s.blocks_outstanding == 0)
         return;
-    struct site_tally t = { 0 };
-    tally_sites(p, &t);
-    magpool_error_t e = { .kind = MAGPOOL_ERR_LEAK, .count = s.blocks_outstanding,
-                          .block = t.n ? t.v[0].block : NULL };
-    uint32_t site = t.n ? t.v[0].site : 0;
-    free(t.v);
+    magpool_error_t e = { .kind = MAGPOOL_ERR_LEAK, .count = s.blocks_outstanding };
+    uint32_t site = diag_top_site(p, &e.block);
     int saved = errno;
     report(p, &e, site);
+    errno = saved;
+}
+
+void diag_leak_report(magpool_t *p, size_t count, const void *block, uint32_t site,
+                      const char *head)
+{
+    char name[MAGPOOL_NAME_MAX] = "", where[1024], msg[1536];
+    if (p)
+        diag_pool_name(p, name, sizeof name);
+    magpool_error_t e = { .kind = MAGPOOL_ERR_LEAK, .pool = p, .pool_name = name,
+                          .block = block, .count = count };
+    set_site(&e, site, where, sizeof where);
+    snprintf(msg, sizeof msg, "%s%s", head, where);
+    e.message = msg;
+    int saved = errno;
+    deliver(p, &e, false);
     errno = saved;
 }

@@ -13,7 +13,9 @@
  *   trim.c        giving idle memory back; trimmer.c its background thread
  *   slab.c        mmap'd slabs carved into blocks; growth; unmapping
  *   diag.c        diagnostics: CHECKED (double / foreign / wrong-pool release,
- *                 redzones, poison, acquire sites), ASan / valgrind, passthrough
+ *                 redzones, poison, acquire sites), ASan / valgrind, passthrough,
+ *                 leak reports; the list of live pools and its walk
+ *   print.c       statistics printers (text, JSON), MAGPOOL_SHOW_STATS
  *   faults.c      mmap fault injection (test hook)
  *   pool.c        create / destroy / public entry points, dispatch
  *   mutex_pool.c  the baseline: one lock around one free list
@@ -416,6 +418,28 @@ extern void (*magpool_test_diag_inside_hook)(void) hidden;
 void   diag_release(magpool_t *p, void *block, void *caller);
 /* Mutex backend, CHECKED: may the free list's next link be followed? */
 bool   diag_link_ok(magpool_t *p, void *next);
+bool   diag_env_on(const char *name);         /* set, non-empty and not "0" */
+void   diag_pool_name(const magpool_t *p, char *buf, size_t cap); /* a copy */
+/* Which layer built p ("objpool", "bufmgr"; NULL: none). */
+void   diag_set_layer(magpool_t *p, const char *layer);
+const char *diag_layer(const magpool_t *p);
+/* Leak reports of the layers (objpool.c, bufmgr.c). A site id for the
+ * call whose return address is caller (0: unknown). */
+uint32_t diag_site_capture(void *caller);
+/* Lines "magpool: <indent>N <unit>(s) acquired at <stack>", most first,
+ * for p's outstanding blocks (nothing when p keeps no sites), or for the
+ * given site ids. */
+void   diag_print_sites(magpool_t *p, size_t outstanding, FILE *out, const char *indent,
+                        const char *unit);
+void   diag_print_site_ids(const uint32_t *ids, size_t n, FILE *out, const char *indent,
+                           const char *unit);
+/* The biggest group of p's outstanding blocks: its site and one block
+ * (0 / NULL when p keeps no sites). */
+uint32_t diag_top_site(magpool_t *p, const void **block);
+/* One MAGPOOL_ERR_LEAK through the error handler: message = head + the
+ * site; p may be NULL (no pool holds the example block). errno kept. */
+void   diag_leak_report(magpool_t *p, size_t count, const void *block, uint32_t site,
+                        const char *head);
 
 /* cache.c: the fast path and its slow paths */
 void  *cache_acquire_lockfree(magpool_t *p);          /* diag.c's way in     */
@@ -511,5 +535,8 @@ void   trimmer_fork_child(void);
 
 /* stats.c */
 void   cache_stats(magpool_t *p, magpool_stats_t *out);
+
+/* print.c: MAGPOOL_SHOW_STATS; called by every pool creation */
+void   print_pool_created(void);
 
 #endif
