@@ -44,13 +44,14 @@ static const struct stat_field stat_fields[] = {
     STAT_FIELD(depot_puts, F_U64),        STAT_FIELD(steals, F_U64),
     STAT_FIELD(threads, F_U64),           STAT_FIELD(bytes_returned, F_U64),
     STAT_FIELD(magazines, F_SIZE),        STAT_FIELD(errors, F_U64),
+    STAT_FIELD(reclaims, F_U64),          STAT_FIELD(spilled, F_SIZE),
 };
 
 /* A tripwire, not a limit: when magpool_stats_t gains a field, this fails
- * to compile until the field is added to stat_fields above (18 fields of 8
+ * to compile until the field is added to stat_fields above (20 fields of 8
  * bytes on LP64). */
 #if SIZE_MAX == UINT64_MAX
-_Static_assert(sizeof(magpool_stats_t) == 18 * 8,
+_Static_assert(sizeof(magpool_stats_t) == 20 * 8,
                "magpool_stats_t changed: update stat_fields in lib/print.c");
 #endif
 

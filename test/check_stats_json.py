@@ -11,7 +11,7 @@ import sys
 STAT_KEYS = ["acquires", "releases", "hits", "misses", "hit_rate", "grows", "trims",
              "failed", "blocks_total", "blocks_outstanding", "bytes_reserved",
              "depot_gets", "depot_puts", "steals", "threads", "bytes_returned",
-             "magazines", "errors"]
+             "magazines", "errors", "reclaims", "spilled"]
 POOL_KEYS = ["name", "address", "block_size", "backend", "max_blocks", "magazine_size",
              "layer", "diagnostics", "stats"]
 # stats_json.c's odd_name, as a JSON parser must read it back: escapes

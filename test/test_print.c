@@ -16,7 +16,7 @@
 static const char *const stat_keys[] = {
     "acquires", "releases", "hits", "misses", "hit_rate", "grows", "trims", "failed",
     "blocks_total", "blocks_outstanding", "bytes_reserved", "depot_gets", "depot_puts",
-    "steals", "threads", "bytes_returned", "magazines", "errors",
+    "steals", "threads", "bytes_returned", "magazines", "errors", "reclaims", "spilled",
 };
 
 static magpool_t *named(magpool_backend_t backend, const char *name)
