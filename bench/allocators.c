@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The variant table and the setup/teardown of each allocator; see
  * allocators.h for the hot path. */
 #include "allocators.h"

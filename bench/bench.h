@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * magpool-bench — shared types of the benchmark suite.
  *

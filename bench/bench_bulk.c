@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench_bulk: are bulk calls at least as fast per block as single calls?
  *

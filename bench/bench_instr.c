@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench_instr — the fast path's price in instructions, exactly.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench_objects: ObjectPool and BufferManager workloads against the malloc
  * way of doing the same thing. One process per allocator: run it plainly

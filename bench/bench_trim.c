@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench_trim: does memory come back, and does reclamation cost the fast path?
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * One measurement in a fresh process: the driver forks and execs itself with
  * "--child", LD_PRELOAD naming the variant's allocator; the child runs

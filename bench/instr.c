@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Instructions per acquire+release pair, counted by callgrind (hardware
  * counters are not available in this VM, and callgrind counts are exact and

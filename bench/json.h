@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * A minimal streaming JSON writer: enough for the results file, with commas
  * and indentation handled here so callers only say what to write.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * magpool-bench: the driver. Parses options, checks which allocators are
  * usable, then measures every cell run by run: for run i, every variant of

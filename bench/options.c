@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Command line and the list of cells it selects; see suite.h. */
 #include <stdint.h>
 #include <stdio.h>

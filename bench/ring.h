@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Single-producer single-consumer ring of block pointers, for the
  * producer/consumer workload. Each side caches the other side's index and

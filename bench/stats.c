@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Order statistics; see stats.h. Sizes are small (runs) or sorted once per
  * run (latency samples), so qsort is good enough. */
 #include "stats.h"

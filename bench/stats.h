@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Order statistics over small arrays of run results and latency samples. */
 #ifndef MAGPOOL_BENCH_STATS_H
 #define MAGPOOL_BENCH_STATS_H

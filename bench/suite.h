@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The suite: which cells to measure (options.c), how the driver runs them
  * (main.c), and how results are summarised (report.c).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* See sysinfo.h. Everything degrades to "" so a missing git or dpkg never
  * stops a benchmark run. */
 #include "sysinfo.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* What machine and software a result file was measured on. */
 #ifndef MAGPOOL_BENCH_SYSINFO_H
 #define MAGPOOL_BENCH_SYSINFO_H

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Tests of the benchmark suite (run by meson, suite 'unit'). Tiny sizes and
 # durations; nothing here asserts a speed.
 #   conserve: every workload and variant returns every block it took

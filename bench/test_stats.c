@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit test of the order statistics the reports are built on. */
 #include <math.h>
 #include <stdio.h>

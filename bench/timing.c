@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Timer calibration and CPU pinning; see timing.h. */
 #include "timing.h"
 

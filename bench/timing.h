@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Clocks for the benchmark: clock_gettime for throughput (runs last 10+ ms,
  * so its ~20 ns cost is noise), the TSC for single-operation latency (an

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The workloads: what each benchmark thread does, and the thread runner that
  * times them. Runs inside a child process (see bench.h); one call of

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The examples' one helper: CHECK(cond) prints a failed condition with its
  * file and line and counts it; main returns check_exit_status().

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Example: scratch buffers for factor computations, given back when idle.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Example: order objects handed from a feed handler to a strategy thread.
  *

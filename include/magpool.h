@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * magpool — a concurrent fixed-block memory pool.
  *

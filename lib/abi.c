@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The ABI that can grow: structs exchanged with the program carry the size
  * the program was compiled with (the *_sized entry points; the header's

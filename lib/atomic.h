@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Named-order atomics over <stdatomic.h> (after mimalloc's atomic.h): the
  * memory order is part of the name, so every call site states it and the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * BufferManager: typed numeric buffers served from size-class magpools.
  *

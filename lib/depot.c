@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The depot: two lock-free stacks (Treiber 1986) of magazines, one of full
  * (non-empty) and one of empty magazines, shared by every thread of a pool.

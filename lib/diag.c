@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Diagnostics: MAGPOOL_CHECKED, sanitizer / valgrind awareness, passthrough,
  * error reports, acquire sites and leak reports; and the list of every live

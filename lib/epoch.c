@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Epoch-based reclamation of depot magazines, over Concurrency Kit's
  * ck_epoch, one private domain per pool.

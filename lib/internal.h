@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * magpool internals: every type shared between lib/ files, in one place
  * (after mimalloc's types.h). Layers, top to bottom (docs/design.md):

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The baseline: the design document's pool, done in C. One mutex guards one
  * intrusive free list (the link lives in the idle block itself), carving from

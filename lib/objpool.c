@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ObjectPool: Bonwick's object caching (USENIX 1994) on top of a magpool.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Pool life cycle and the public entry points that are not on the fast path
  * (the fast path, magpool_acquire / magpool_release, lives in cache.c so the

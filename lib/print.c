@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Statistics printers (after jemalloc's malloc_stats_print and mimalloc's
  * mi_stats_print_out): text for people, JSON for tools, one pool or every

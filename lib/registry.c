@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Registry: which pools exist, and each thread's directory of its caches.
  *

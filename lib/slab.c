@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The slab layer: memory comes from mmap in slabs of whole pages, carved into
  * blocks of `stride` bytes. Slabs are kept sorted by address so a block can be

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Statistics of the lock-free backend: per-thread single-writer counters,
  * summed on read under reg_lock (which also guards the list of caches and the

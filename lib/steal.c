@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Taking rounds out of other threads' caches: the asymmetric-fence protocol.
  *

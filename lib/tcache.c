@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Thread caches: their life cycle (the operations on them are in cache.c).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Trimming: give idle memory back to the OS while other threads keep
  * acquiring and releasing.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The background trimmer: one lazily started thread serving every pool that
  * asked for periodic trimming (magpool_set_trim_interval). It sleeps on a

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Run the magpool benchmark suite: install what is missing, build a release
 # tree in build/bench, run every workload for every variant, write one JSON
 # file under results/, draw the plots into docs/img/ and refresh the results

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Merge magpool-bench result files, draw the plots, update docs/benchmarks.md.
 
 usage: bench_plot.py [--out DIR] [--docs FILE | --no-docs] [--merged FILE] RESULT.json...

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Install the build and test dependencies of magpool (Debian 12).
 # Skips apt entirely when every package is already installed.
 set -euo pipefail

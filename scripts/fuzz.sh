@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Build the libFuzzer harness (fuzz/fuzz_magpool.c) with clang
 # -fsanitize=fuzzer,address,undefined straight from the library sources, and
 # run it. Default 60 s; longer: scripts/fuzz.sh 3600, or pass any libFuzzer

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Instructions per acquire+release pair on the fast path (pair) and on a
 # 512-block batch that visits the depot (batch512), counted exactly by
 # callgrind (bench/bench_instr.c). The warm-up is excluded: callgrind counts

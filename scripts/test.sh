@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Build and test magpool in three configurations and summarise.
 #
 #   build/release  default options (buildtype=release)      all suites

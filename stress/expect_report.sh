@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # expect_report.sh PATTERN PROGRAM [ARGS...]
 #
 # A must-fail test that fails for the right reason: passes only if PROGRAM

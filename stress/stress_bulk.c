@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * stress_bulk — bulk and single calls mixed, across threads, on one pool.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * stress_cap — the max_blocks cap under concurrency.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * stress_churn — threads come and go; their caches must not lose blocks.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * stress_depot: the depot's lock-free magazine stacks on their own, white-box.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * stress_fork — fork() storms while the pools are cleared, destroyed,
  * re-created, first used by fresh threads, and while threads come and go.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * stress_grace — the epoch grace period, forced deterministically.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * stress_host_rcu — a host program that runs its own RCU (liburcu's memb
  * and bp flavours) and its own Concurrency Kit epoch domain, and uses

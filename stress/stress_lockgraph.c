@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * stress_lockgraph — every lock path of the library, and the grace-period
  * wait, exercised at least once, so that ThreadSanitizer's deadlock detector

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * stress_manypools — many pools per thread, pools destroyed under live threads.
  *

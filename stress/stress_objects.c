@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * stress_objects: many threads exchange ObjectPool objects and BufferManager
  * buffers across threads while one thread clears/trims concurrently.

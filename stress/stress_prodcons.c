@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * stress_prodcons — blocks acquired by producers, released by consumers.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * stress_random — random acquire/release from many threads on one pool.
  *

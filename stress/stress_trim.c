@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * stress_trim — trimming while other threads work (issue: epoch-based
  * reclamation). Workers acquire and release with ownership stamps, and every

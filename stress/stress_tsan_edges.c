@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * stress_tsan_edges — the reclamation annotations order only what the grace
  * period really orders.

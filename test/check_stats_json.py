@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Check the statistics printer's JSON with a real parser (test/stats_json.c).
 
 usage: check_stats_json.py STATS_JSON_EXE one|all|exit-json|exit-text|exit-off

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Plain program for the sanitizer / valgrind tests: acquire, release, then
  * (with argument "uar") write to the released block, which stays in the pool.

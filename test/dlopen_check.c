@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * dlopen_check: load the shared library at run time (argv[1], or $MAGPOOL_SO),
  * resolve the API with dlsym, run 4 threads on one pool, check the stats,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Helper of check_stats_json.py: prints pools' statistics as JSON (modes
  * "one" and "all", on stdout), or leaves pools alive at exit for

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Walks, printers and leak reports racing pool life cycles: plain C (no
  * Criterion), so it runs under ThreadSanitizer (suite 'stress').

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The growable ABI (lib/abi.c): programs compiled against older and newer
  * headers pass their own struct sizes. (test/abi/abi_0_1.c is the 0.1
  * program itself, compiled against the 0.1 header.) */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* magpool_acquire / magpool_release: NULL handling, distinctness, alignment. */
 #include "helpers.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * BufferManager (magpool_bufmgr_*): typed, 64-byte aligned buffers reused by
  * size class. Pins down alignment and size for every dtype, reuse without

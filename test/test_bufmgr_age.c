@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * BufferManager clear_unused(max_age_s) with an injected clock (no sleeping).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * magpool_bufmgr_capacity: the size class of a live buffer in elements of
  * its dtype (the whole page-rounded mapping for a large buffer), and 0 +

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Bulk acquire/release (all or nothing, counted as single calls), zeroing
  * acquire and the typed helpers magpool_new / magpool_new0 / magpool_delete,
  * on both backends and in CHECKED mode. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* MAGPOOL_CHECKED: double and foreign release are detected, reported on
  * stderr (one line), errno EINVAL, pool unchanged. */
 #include "helpers.h"

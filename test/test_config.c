@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Configuration defaults and magpool_create() validation. */
 #include <math.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The contract table of magpool.h ("One set of rules"), walked row by row:
  * every public function, fed each kind of bad input the table names, must

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ABA on the depot stacks, forced deterministically.
  *

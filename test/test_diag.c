@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Diagnostics: every misuse CHECKED detects reaches the error handler with
  * the right kind, pool, pool name, block and acquire site; the pool is
  * unchanged afterwards. Both backends. Leak reports, destroy-time reports. */

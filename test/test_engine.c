@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Engine safety: what an engine that links magpool runs into, one test per
  * defect found by the review of 03e07b2 (issue "Safe inside a real engine").

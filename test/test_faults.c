@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mmap fault injection: every path that maps memory returns NULL + ENOMEM
  * while mmap fails, and the pool works again once the fault clears. */
 #include "helpers.h"

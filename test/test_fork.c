@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fork() in a multithreaded process: the child can use the pool, including
  * blocks cached by the parent's threads, even when fork hit a thread inside
  * the pool's slow paths. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Preallocation, growth by grow_factor, the max_blocks cap (incl. the steal
  * path), magpool_clear / magpool_trim and magpool_thread_flush. */
 #include "helpers.h"

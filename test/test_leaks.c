@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Leak reports of the layers: magpool_objpool_report_leaks and
  * magpool_bufmgr_report_leaks count exactly what is out (per size class and

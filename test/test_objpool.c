@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ObjectPool (magpool_objpool_*): Bonwick object caching on a magpool.
  * Pins down: init once per object, reset before every reuse, fini before the

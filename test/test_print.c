@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The statistics printer and the pool walk: every field in the text output,
  * errno for bad input and failed writes, the walk's order and snapshot,

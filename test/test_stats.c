@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* magpool_get_stats and magpool_report_leaks. */
 #include "helpers.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Thread caches: cross-thread release, thread exit, many pools per thread,
  * pool destroyed while a user thread lives, concurrent traffic. */
 #include "helpers.h"

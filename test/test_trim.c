@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Trimming: idle memory goes back to the OS, by age, while the pool stays
  * usable. Ages use an injected clock (magpool_test_clock_ns) instead of

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * abi_0_1 — a program written and compiled against the released 0.1 header
  * (test/abi/magpool.h, a verbatim copy of include/magpool.h at 0.1), linked

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The program every consumer build in run.sh compiles, links and runs: the
  * smallest real use of the installed (or subproject) magpool. Strict C11

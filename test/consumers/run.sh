@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Consumer tests (meson suite 'consumers', registered in the plain release
 # build): magpool used the three ways README.md documents, each from scratch
 # in a temporary directory, each building consumer.c with -Wall -Wextra
