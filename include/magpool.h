@@ -18,6 +18,7 @@
  *                     acquire release clear/trim set_trim get_stats report destroy
  *   magpool_acquire      X       X        X         X        X        X       -
  *   magpool_release      X       X        X         X        X        X       -
+ *   (the _bulk and _zeroed variants are like the call they batch / wrap)
  *   clear/trim           X       X        X         X        X        X       -
  *   set_trim_interval    X       X        X         X        X        X       -
  *   get_stats            X       X        X         X        X        X       -
@@ -68,8 +69,9 @@
  * Errors: functions that return a pointer return NULL and set errno; functions
  * that return int return 0 or -1 and set errno. Fast mode never aborts and
  * prints nothing on any operation; the one report it makes is at
- * magpool_destroy, when blocks are still outstanding (through the error
- * handler, so it can be silenced). MAGPOOL_CHECKED mode reports misuse through the error handler
+ * magpool_destroy (and at the ObjectPool's and BufferManager's destroy),
+ * when blocks are still outstanding (through the error handler, so it can be
+ * silenced). MAGPOOL_CHECKED mode reports misuse through the error handler
  * (magpool_set_error_handler; default: one line on stderr) and sets errno,
  * and still never aborts or corrupts the pool (unless MAGPOOL_ABORT_ON_ERROR
  * asks for an abort after the report). See "Diagnostics" below and
@@ -797,7 +799,9 @@ MAGPOOL_API int magpool_objpool_get_stats_sized(magpool_objpool_t *op,
 
 /**
  * fini() every constructed object (outstanding ones included, since their
- * memory goes away too), unmap everything and free the pool.
+ * memory goes away too), unmap everything and free the pool. Objects still
+ * acquired are reported first (one MAGPOOL_ERR_LEAK through the error
+ * handler; see magpool_objpool_report_leaks).
  * No other thread may use the pool during or after the call. NULL is a no-op.
  */
 MAGPOOL_API void magpool_objpool_destroy(magpool_objpool_t *op);
@@ -997,8 +1001,9 @@ MAGPOOL_API int magpool_bufmgr_get_stats_sized(magpool_bufmgr_t *bm, magpool_buf
 
 /**
  * Free everything: every class pool and every large buffer, including
- * buffers still handed out. No other thread may use the manager during or
- * after the call. NULL is a no-op.
+ * buffers still handed out, which are reported first (one MAGPOOL_ERR_LEAK
+ * through the error handler; see magpool_bufmgr_report_leaks). No other
+ * thread may use the manager during or after the call. NULL is a no-op.
  */
 MAGPOOL_API void magpool_bufmgr_destroy(magpool_bufmgr_t *bm);
 
