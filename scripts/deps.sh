@@ -8,6 +8,7 @@ PACKAGES=(
   liburcu-dev libck-dev libcriterion-dev
   libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev
   valgrind gnuplot clang libclang-rt-14-dev python3
+  rumur  # verify/: the model checks (a missing rumur fails the verify suite)
 )
 
 missing=()
