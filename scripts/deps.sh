@@ -11,7 +11,8 @@ PACKAGES=(
   gcc libc6-dev git meson ninja-build pkg-config cmake
   liburcu-dev libck-dev libcriterion-dev
   libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev
-  valgrind gnuplot-nox clang libclang-rt-14-dev python3 rumur
+  valgrind gnuplot-nox clang libclang-rt-14-dev python3
+  rumur  # verify/: the model checks (a missing rumur fails the verify suite)
 )
 
 missing=()
