@@ -17,6 +17,10 @@
  * waits for an epoch grace period, (c) frees the memory. A popper outside the
  * growth lock runs inside an epoch read section, so (c) cannot overtake its
  * read; if it finds the slot cleared, the head has moved on, and it reloads.
+ * The index itself goes back on the free list at (a), before the grace
+ * period: a new magazine may take it while a stale popper still holds the
+ * old pointer. That is safe only because the popper's CAS compares the head
+ * with its tag, which has moved on (verify/depot.m reaches this case).
  *
  * Progress: push and pop are lock-free. Allocation and retirement of
  * magazines take a mutex; they happen only while the number of magazines

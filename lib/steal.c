@@ -209,6 +209,14 @@ size_t cache_steal_locked(magpool_t *p, struct tcache *self,
             if (m && caches)
                 (*caches)++;
         }
+        /* Nothing to keep from the caches: keep a magazine of the depot
+         * instead, while the owners are still stopped. Otherwise an owner
+         * that had just pushed its rounds to the depot (and so had nothing
+         * left to steal) could pop them back before the stealer's last pass,
+         * and the at-cap acquire would fail although a block was idle at
+         * every instant of it (found by verify/cap.m). */
+        if (keep && *keep == NULL)
+            *keep = depot_pop(&p->depot, &p->depot.full); /* growth lock held */
         release_owners_locked(p);
     }
     pthread_mutex_unlock(&p->reg_lock);

@@ -13,17 +13,15 @@
 -- unlocks. Blocks are counted, not named (they are interchangeable here).
 --
 -- Variants (VARIANT, substituted by verify/meson.build):
---   0  cap               the protocol: must hold
+--   0  cap               the protocol: must hold, both claims (the steal
+--                        leaves no idle block behind; a failed acquire saw,
+--                        at some instant of its call, no idle block anywhere)
 --   1  cap-nowait        the stealer does not wait for owners inside an
 --                        operation: the steal must be found to leave idle
 --                        blocks behind
---   2  cap-linearizable  the stronger claim: a failed acquire saw, at some
---                        instant of its call, no idle block anywhere. It
---                        does not hold (see README): a violation must be
---                        found
---   3  cap-fix           variant 2's claim, with the proposed fix in the
---                        stealer (pop the depot into `keep` while the owners
---                        are still stopped): must hold
+--   2  cap-0.1           the protocol before 0.2, whose stealer kept nothing
+--                        when it stole nothing: the stronger claim must be
+--                        found violated (see README)
 
 const
   VARIANT : 0;
@@ -34,8 +32,8 @@ const
   CAP : 5;         -- max_blocks (grow_factor 2: slabs of 2, 2, 1)
 
   WAIT_OWNERS : (VARIANT = 1) ? 0 : 1;
-  CHECK_LIN : (VARIANT = 2 | VARIANT = 3) ? 1 : 0;
-  FIX : (VARIANT = 3) ? 1 : 0;
+  CHECK_LIN : (VARIANT = 1) ? 0 : 1;
+  FIX : (VARIANT = 2) ? 0 : 1;   -- cache_steal_locked keeps a depot magazine
 
 type
   thread_t : scalarset(NT);
@@ -373,8 +371,8 @@ ruleset t : thread_t do
         endif;
       endif;
     endfor;
-    -- The proposed fix (FIX): nothing stolen, so take a magazine from the
-    -- depot while the owners are still stopped.
+    -- cache_steal_locked (since 0.2, FIX): nothing stolen, so keep a
+    -- magazine of the depot while the owners are still stopped.
     if FIX = 1 & th[t].stolen = 0 then
       for k : 1..M do
         if th[t].stolen = 0 & depot[k] > 0 then
