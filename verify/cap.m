@@ -1,4 +1,4 @@
--- cap.m: the exact cap (lib/cache.c take_block_locked, cache_steal_locked,
+-- cap.m: the exact cap (lib/cache.c take_block_locked, lib/steal.c cache_steal_locked,
 -- cache_flush_locked, cache_grow_locked; lib/pool.c pool_map_slab,
 -- pool_grow_request). verify/README.md maps every rule to the C code and
 -- states the bounds.

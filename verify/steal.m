@@ -1,4 +1,4 @@
--- steal.m: the steal handshake of lib/cache.c (the asymmetric fence)
+-- steal.m: the steal handshake of lib/cache.c and lib/steal.c (the asymmetric fence)
 -- under x86-TSO. verify/README.md maps every rule to the C code and states
 -- the bounds.
 --
