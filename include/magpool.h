@@ -53,7 +53,8 @@
  *     max_idle_s)                (or infinity): nothing is that old; never
  *                                an error
  *   an interval                  <= 0 stops; NaN or > 1e9 s: EINVAL
- *   grow_factor                  0 = default 2.0; else (1, 64], or EINVAL
+ *   grow_factor                  0 = default 2.0; > 64 taken as 64; <= 1,
+ *                                NaN or infinity: EINVAL
  *   a zero config field          its default (block_size has none)
  *   unknown enum / flag bits     EINVAL (an unknown dtype: magpool_dtype_size
  *                                0 + EINVAL)
@@ -163,7 +164,7 @@ typedef struct magpool_config {
     size_t align;              /**< power of two; 0 = default (16)                 */
     size_t initial_blocks;     /**< preallocated at create (default 10)            */
     size_t max_blocks;         /**< hard cap, 0 = unlimited                        */
-    double grow_factor;        /**< in (1, 64]; 0 = default (2.0)                  */
+    double grow_factor;        /**< > 1.0, above 64 taken as 64; 0 = default (2.0) */
     unsigned magazine_size;    /**< blocks per magazine, 0 = automatic             */
     unsigned flags;            /**< MAGPOOL_PREFAULT | MAGPOOL_CHECKED ...         */
     magpool_backend_t backend; /**< lock-free (default) or the mutex baseline      */
@@ -232,7 +233,9 @@ static inline magpool_config_t magpool_config_default_inline_(size_t block_size)
     magpool_config_init(&c, sizeof c, block_size);
     return c;
 }
-#define magpool_config_default(block_size) magpool_config_default_inline_(block_size)
+/* Variadic, so an argument with a comma in it (a compound literal) passes
+ * through the preprocessor whole, as it did when these were functions. */
+#define magpool_config_default(...) magpool_config_default_inline_(__VA_ARGS__)
 
 /**
  * Create a pool and preallocate cfg->initial_blocks blocks (capped at
@@ -245,7 +248,8 @@ static inline magpool_config_t magpool_config_default_inline_(size_t block_size)
  *
  * @return the pool, or NULL with errno:
  *   - EINVAL: cfg NULL, block_size 0, align not a power of two (or > 1 MiB),
- *     grow_factor not in (1, 64] and not 0 (NaN and infinity included),
+ *     grow_factor neither 0 nor a finite number > 1 (NaN and infinity
+ *     fail; above 64 it is taken as 64),
  *     backend unknown, flags
  *     unknown, magazine_size > 4096, or block_size x initial_blocks (or x
  *     max_blocks) overflowing the address space. max_blocks < initial_blocks
@@ -261,7 +265,7 @@ MAGPOOL_API magpool_t *(magpool_create)(const magpool_config_t *cfg);
  *  program) gets defaults for the fields it does not have; larger (a newer
  *  header) is EINVAL unless the bytes this library does not know are zero. */
 MAGPOOL_API magpool_t *magpool_create_sized(const magpool_config_t *cfg, size_t cfg_size);
-#define magpool_create(cfg) magpool_create_sized((cfg), sizeof(magpool_config_t))
+#define magpool_create(...) magpool_create_sized((__VA_ARGS__), sizeof(magpool_config_t))
 
 /**
  * Take one block. The block is at least block_size bytes, aligned to the
@@ -433,8 +437,7 @@ MAGPOOL_API int magpool_set_trim_interval(magpool_t *pool, double interval_s,
  */
 MAGPOOL_API int(magpool_get_stats)(magpool_t *pool, magpool_stats_t *out);
 MAGPOOL_API int magpool_get_stats_sized(magpool_t *pool, magpool_stats_t *out, size_t out_size);
-#define magpool_get_stats(pool, out) \
-    magpool_get_stats_sized((pool), (out), sizeof(magpool_stats_t))
+#define magpool_get_stats(...) magpool_get_stats_sized(__VA_ARGS__, sizeof(magpool_stats_t))
 
 /** Usable bytes per block (the configured block_size); 0 for NULL. */
 MAGPOOL_API size_t magpool_block_size(const magpool_t *pool);
@@ -688,8 +691,12 @@ MAGPOOL_API unsigned magpool_diagnostics(const magpool_t *pool);
  * lock, in whichever thread grows or trims the pool.
  *
  * The hooks must not call back into the same object pool (init/fini hold its
- * growth lock: that would deadlock). reset() may run in any thread and
- * concurrently with other resets of other objects.
+ * growth lock: that would deadlock). They may acquire and release blocks or
+ * objects of OTHER pools (fork() stays safe, and CHECKED mode does not take
+ * that for re-entry), as long as no two pools' hooks use each other (a
+ * cycle), and must not create or destroy pools or use a BufferManager.
+ * reset() may run in any thread and concurrently with other resets of other
+ * objects.
  *
  * Double or foreign release is undefined in the default mode; with the
  * environment variable MAGPOOL_CHECKED=1 the underlying pool detects it
@@ -794,8 +801,8 @@ MAGPOOL_API int(magpool_objpool_get_stats)(magpool_objpool_t *op, magpool_objpoo
 /** As magpool_get_stats_sized, for an object pool. */
 MAGPOOL_API int magpool_objpool_get_stats_sized(magpool_objpool_t *op,
                                                 magpool_objpool_stats_t *out, size_t out_size);
-#define magpool_objpool_get_stats(op, out) \
-    magpool_objpool_get_stats_sized((op), (out), sizeof(magpool_objpool_stats_t))
+#define magpool_objpool_get_stats(...) \
+    magpool_objpool_get_stats_sized(__VA_ARGS__, sizeof(magpool_objpool_stats_t))
 
 /**
  * fini() every constructed object (outstanding ones included, since their
@@ -996,8 +1003,8 @@ MAGPOOL_API int(magpool_bufmgr_get_stats)(magpool_bufmgr_t *bm, magpool_bufmgr_s
 /** As magpool_get_stats_sized, for a buffer manager. */
 MAGPOOL_API int magpool_bufmgr_get_stats_sized(magpool_bufmgr_t *bm, magpool_bufmgr_stats_t *out,
                                                size_t out_size);
-#define magpool_bufmgr_get_stats(bm, out) \
-    magpool_bufmgr_get_stats_sized((bm), (out), sizeof(magpool_bufmgr_stats_t))
+#define magpool_bufmgr_get_stats(...) \
+    magpool_bufmgr_get_stats_sized(__VA_ARGS__, sizeof(magpool_bufmgr_stats_t))
 
 /**
  * Free everything: every class pool and every large buffer, including

@@ -508,13 +508,17 @@ struct walk_pin {
     struct pool_diag *d;
     pthread_t thread;
     pid_t pid;
+    bool visiting;              /* its callback runs now (pools_lock)         */
     bool gone;                  /* the pool was destroyed (pools_lock)        */
 };
 
 static bool pinned_by_others(const struct pool_diag *d, pid_t pid)
 {
+    /* Only a pin whose callback runs now is waited for: a walker that has
+     * not reached the pool yet just skips it (gone). Waiting for those too
+     * would deadlock two walks whose callbacks destroy each other's pools. */
     for (const struct walk_pin *w = d->pins; w; w = w->next)
-        if (w->pid == pid && !pthread_equal(w->thread, pthread_self()))
+        if (w->visiting && w->pid == pid && !pthread_equal(w->thread, pthread_self()))
             return true;
     return false;
 }
@@ -574,10 +578,12 @@ MAGPOOL_API int magpool_walk(void (*fn)(magpool_t *pool, void *ctx), void *ctx)
     }
     for (i = 0; i < n; i++) {
         magpool_t *p = pin[i].gone ? NULL : pin[i].d->pool;
+        pin[i].visiting = p != NULL;
         pthread_mutex_unlock(&pools_lock);
         if (p)
             fn(p, ctx);
         mutex_lock(&pools_lock);
+        pin[i].visiting = false;
         unpin_locked(&pin[i]);
     }
     pthread_mutex_unlock(&pools_lock);
@@ -862,9 +868,11 @@ static void layered_note_release(magpool_t *p, void *block)
  * The fast path cannot afford to notice; diagnostic pools count the calls
  * in progress on this thread and refuse a nested one: acquire returns NULL
  * with errno EDEADLK, release leaves the block outstanding (reported as a
- * leak later, never handed out twice). Any pool of the library counts, so a
- * handler using pool B while its thread was inside pool A is refused too
- * (A may hold locks B needs: the registry's, malloc's). A second
+ * leak later, never handed out twice). Calls of every diagnostic pool
+ * count, so a handler using a CHECKED pool B while its thread was inside a
+ * CHECKED pool A is refused too (A may hold locks B needs); a plain pool's
+ * fast path counts nothing. A layered pool's hooks (init / fini) may use
+ * other pools: they run with the count suspended. A second
  * thread-local variable, touched only on diagnostic paths.
  */
 static __thread unsigned diag_depth __attribute__((tls_model("initial-exec")));
@@ -889,6 +897,24 @@ static void leave_call(void)
 {
     compiler_barrier();
     diag_depth--;
+}
+
+/* A layered pool's hooks (an ObjectPool's init / fini) run inside a call of
+ * the pool and may use other pools: that is nesting by the library's own
+ * design, not re-entry from a signal handler. slab.c brackets every hook
+ * call with these. */
+unsigned diag_hooks_enter(void)
+{
+    unsigned d = diag_depth;
+    diag_depth = 0;
+    compiler_barrier();
+    return d;
+}
+
+void diag_hooks_leave(unsigned depth)
+{
+    compiler_barrier();
+    diag_depth = depth;
 }
 
 static void *diag_acquire_in(magpool_t *p, void *caller);

@@ -59,7 +59,7 @@
 #define MAGPOOL_MIN_ALIGN       8u           /* a block can hold a link     */
 #define MAGPOOL_MAX_ALIGN       (1u << 20)
 #define MAGPOOL_MAX_MAGAZINE    4096u
-#define MAGPOOL_MAX_GROW_FACTOR 64.0         /* beyond, one step maps it all */
+#define MAGPOOL_MAX_GROW_FACTOR 64.0         /* larger factors are clamped  */
 
 /* ------------------------------------------------------------------ slabs */
 
@@ -409,6 +409,8 @@ unsigned diag_select(const magpool_config_t *cfg, const struct pool_hooks *hooks
 int    diag_pool_init(magpool_t *p, const struct pool_hooks *given);
 void   diag_pool_register(magpool_t *p);      /* after registry_add          */
 void   diag_fork_prepare(void);               /* registry.c's fork handlers  */
+unsigned diag_hooks_enter(void);              /* slab.c, around pool hooks   */
+void   diag_hooks_leave(unsigned depth);
 void   diag_fork_release(void);
 void   diag_pool_free(magpool_t *p);          /* first step of pool_free     */
 void   diag_destroy_report(magpool_t *p);     /* start of magpool_destroy    */

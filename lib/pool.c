@@ -102,7 +102,7 @@ static int validate(const magpool_config_t *cfg, size_t *align_out)
         return -1;
     if (align < MAGPOOL_MIN_ALIGN)
         align = MAGPOOL_MIN_ALIGN;
-    if (!(cfg->grow_factor > 1.0 && cfg->grow_factor <= MAGPOOL_MAX_GROW_FACTOR))
+    if (!(cfg->grow_factor > 1.0) || !isfinite(cfg->grow_factor))
         return -1; /* NaN and infinity fail here too; 0 became 2.0 */
     if (cfg->backend != MAGPOOL_LOCKFREE && cfg->backend != MAGPOOL_MUTEX)
         return -1;
@@ -191,7 +191,11 @@ magpool_t *pool_create_hooked(const magpool_config_t *cfg, const struct pool_hoo
     p->max_blocks = cfg->max_blocks;
     p->initial_blocks = cfg->max_blocks && cfg->initial_blocks > cfg->max_blocks
                         ? cfg->max_blocks : cfg->initial_blocks;
-    p->grow_factor = cfg->grow_factor;
+    /* Above 64 one growth step already maps everything a cap allows; 0.1
+     * accepted any finite factor and then could not grow (issue: 1e12), so
+     * large factors are clamped, not refused (the ABI promise). */
+    p->grow_factor = cfg->grow_factor > MAGPOOL_MAX_GROW_FACTOR ? MAGPOOL_MAX_GROW_FACTOR
+                                                                 : cfg->grow_factor;
     p->flags = flags;
     if (cfg->backend == MAGPOOL_MUTEX)
         p->mode = MODE_MUTEX;

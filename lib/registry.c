@@ -60,7 +60,7 @@ static void thread_exit(void *arg)
  * docs/design.md is the reference; TSan's deadlock detector checks it):
  *
  *   buffer managers' locks -> trimmer_lock -> registry_lock -> diag locks
- *   -> every pool's growth lock
+ *   -> every pool's growth lock (all at once, see take_all_grow)
  *   (mutex backend: its lock) -> every lock-free pool's registration lock,
  *   then its owners are stopped -> every allocation lock -> every slab rwlock
  *
@@ -81,9 +81,35 @@ static void each_pool(pool_fn fn, bool reverse)
 
 static bool lockfree(const magpool_t *p) { return p->mode != MODE_MUTEX; }
 
-static void take_grow(magpool_t *p)
+static pthread_mutex_t *grow_lock_of(magpool_t *p)
 {
-    mutex_lock(lockfree(p) ? &p->grow_lock : &p->mp.lock);
+    return lockfree(p) ? &p->grow_lock : &p->mp.lock;
+}
+
+/*
+ * Every pool's growth lock, with no order among pools: a layered pool's
+ * hooks (an ObjectPool's init / fini) run under its growth lock and may use
+ * another pool, which takes that pool's growth lock — in either slot order.
+ * So: try them all; if one is held, let go of all, wait for that one to be
+ * free, and start over. fork never holds one growth lock while it waits for
+ * another, so it cannot close a cycle with a hook.
+ */
+static void take_all_grow(void)
+{
+    for (;;) {
+        uint32_t i;
+        magpool_t *held = NULL;
+        for (i = 0; i < nslots && held == NULL; i++)
+            if (slots[i].uid && pthread_mutex_trylock(grow_lock_of(slots[i].pool)) != 0)
+                held = slots[i].pool;
+        if (held == NULL)
+            return;
+        for (uint32_t k = i - 1; k-- > 0;)
+            if (slots[k].uid)
+                pthread_mutex_unlock(grow_lock_of(slots[k].pool));
+        mutex_lock(grow_lock_of(held));
+        pthread_mutex_unlock(grow_lock_of(held));
+    }
 }
 
 static void take_reg_and_stop(magpool_t *p)
@@ -152,7 +178,7 @@ static void fork_prepare(void)
     trimmer_fork_prepare();
     mutex_lock(&registry_lock);
     diag_fork_prepare();
-    each_pool(take_grow, false);
+    take_all_grow();
     each_pool(take_reg_and_stop, false);
     each_pool(take_alloc, false);
     each_pool(take_rw, false);

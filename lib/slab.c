@@ -64,10 +64,32 @@ static size_t resident_bytes(void *addr, size_t len)
     return n * ps;
 }
 
+/* A layered pool's hooks (an ObjectPool's init / fini) may use other pools:
+ * CHECKED mode must not take that for re-entry from a signal handler. */
+static int hook_carve(struct slab_set *s, char *first, size_t n)
+{
+    if (s->hooks.carve == NULL)
+        return 0;
+    unsigned depth = diag_hooks_enter();
+    int rc = s->hooks.carve(s->hooks.ctx, first, n, s->stride);
+    int e = errno;
+    diag_hooks_leave(depth);
+    errno = e;
+    return rc;
+}
+
+static void hook_unmap(struct slab_set *s, char *first, size_t n)
+{
+    if (s->hooks.unmap == NULL)
+        return;
+    unsigned depth = diag_hooks_enter();
+    s->hooks.unmap(s->hooks.ctx, first, n, s->stride);
+    diag_hooks_leave(depth);
+}
+
 static void slab_unmap(struct slab_set *s, struct slab *sl)
 {
-    if (s->hooks.unmap)
-        s->hooks.unmap(s->hooks.ctx, sl->first, sl->nblocks, s->stride);
+    hook_unmap(s, sl->first, sl->nblocks);
     munmap(sl->map, sl->map_len);
     free(sl->live);
     free(sl->spilled);
@@ -141,7 +163,7 @@ int slab_grow(struct slab_set *s, size_t min_blocks, size_t max_blocks,
     sl.nblocks = (size_t)(map + len - sl.first) / s->stride;
     if (sl.nblocks > max_blocks)
         sl.nblocks = max_blocks; /* the cap is exact; the tail stays unused */
-    if (s->hooks.carve && s->hooks.carve(s->hooks.ctx, sl.first, sl.nblocks, s->stride) != 0) {
+    if (hook_carve(s, sl.first, sl.nblocks) != 0) {
         int e = errno;
         munmap(map, len);
         errno = e;
@@ -151,8 +173,7 @@ int slab_grow(struct slab_set *s, size_t min_blocks, size_t max_blocks,
     if (s->checked)
         sl.live = calloc((sl.nblocks + 63) / 64, sizeof *sl.live);
     if (sl.spilled == NULL || (s->checked && sl.live == NULL)) {
-        if (s->hooks.unmap)
-            s->hooks.unmap(s->hooks.ctx, sl.first, sl.nblocks, s->stride);
+        hook_unmap(s, sl.first, sl.nblocks);
         munmap(map, len);
         free(sl.spilled);
         free(sl.live);

@@ -174,13 +174,15 @@ size_t cache_flush_locked(magpool_t *p, struct tcache *tc, uint64_t stamp, struc
         if (e == NULL)
             continue; /* out of memory: the rounds stay where they are */
         (*slot[i])->count = *rounds[i];
-        if (keep && *keep == NULL)
-            *keep = *slot[i];
-        else
+        if (keep && *keep == NULL) {
+            *keep = *slot[i]; /* not a depot put: the stealer installs it */
+        } else {
             depot_push_stamped(&p->depot, &p->depot.full, *slot[i], stamp);
-        /* The owner is stopped or is the caller: the single-writer counter
-         * is ours for the moment (ordered by busy / steal / the lock). */
-        counter_inc(&tc->depot_puts);
+            /* The owner is stopped or is the caller: the single-writer
+             * counter is ours for the moment (ordered by busy / steal / the
+             * growth lock). */
+            counter_inc(&tc->depot_puts);
+        }
         moved += *rounds[i];
         *slot[i] = e;
         *rounds[i] = 0;

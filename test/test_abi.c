@@ -12,6 +12,19 @@ struct future_config {
     uint64_t new_field;
 };
 
+Test(abi, the_macros_take_compound_literals_with_commas)
+{
+    /* Worked when magpool_create was a function; must keep compiling. */
+    magpool_t *p = magpool_create(&(magpool_config_t){ .block_size = 64, .initial_blocks = 3,
+                                                       .max_blocks = 100 });
+    cr_assert_not_null(p);
+    magpool_stats_t s;
+    cr_assert_eq(magpool_get_stats(p, &(magpool_stats_t){ .acquires = 1, .releases = 2 }), 0);
+    cr_assert_eq(magpool_get_stats(p, &s), 0);
+    cr_assert_leq(s.blocks_total, 100);
+    magpool_destroy(p);
+}
+
 Test(abi, version_of_header_and_library_agree)
 {
     cr_assert_str_eq(magpool_version(), MAGPOOL_VERSION_STRING);
@@ -61,17 +74,23 @@ Test(abi, an_older_programs_stats_get_no_byte_more_than_it_has)
     magpool_destroy(p);
 }
 
-Test(abi, zero_means_default_and_absurd_growth_is_refused)
+Test(abi, zero_means_default_and_absurd_growth_is_clamped)
 {
-    magpool_config_t c = { .block_size = 100 };
+    magpool_config_t c = { .block_size = 64, .initial_blocks = 64 };
     magpool_t *p = magpool_create(&c);
     cr_assert_not_null(p);
     magpool_destroy(p);
-    c.grow_factor = 1e12; /* accepted by 0.1, after which the pool could not grow */
-    errno = 0;
-    cr_assert_null(magpool_create(&c));
-    cr_assert_eq(errno, EINVAL);
-    c.grow_factor = 64.0;
+    /* 0.1 accepted 1e12 and then could not grow at all; it is taken as 64
+     * now (refusing it would break 0.1 programs): the pool still grows. */
+    c.grow_factor = 1e12;
     cr_assert_not_null(p = magpool_create(&c));
+    void *v[200];
+    for (int i = 0; i < 200; i++)
+        cr_assert_not_null(v[i] = magpool_acquire(p), "acquire %d: the pool did not grow", i);
+    magpool_stats_t s;
+    cr_assert_eq(magpool_get_stats(p, &s), 0);
+    cr_assert_leq(s.blocks_total, 64u * 65 + 64, "one step of at most x64: %zu", s.blocks_total);
+    for (int i = 0; i < 200; i++)
+        magpool_release(p, v[i]);
     magpool_destroy(p);
 }

@@ -94,9 +94,9 @@ BACKEND_TEST(config, create_grow_factor_zero_is_the_default)
     magpool_destroy(p);
 }
 
-BACKEND_TEST(config, create_grow_factor_outside_1_to_64_is_einval)
+BACKEND_TEST(config, create_grow_factor_not_a_finite_factor_above_one_is_einval)
 {
-    double bad[] = {1.0, 0.999, 0.5, -2.0, -INFINITY, NAN, -NAN, 64.001, 1e12, INFINITY};
+    double bad[] = {1.0, 0.999, 0.5, -2.0, -INFINITY, NAN, -NAN, INFINITY};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         magpool_config_t c = mp_cfg(backend, 64);
         c.grow_factor = bad[i];

@@ -159,7 +159,8 @@ static intptr_t interval_then_stop(double interval, double age)
     X(i02, "magpool_set_trim_interval",       "interval 1e10",          interval_then_stop(1e10, 1.0),                            W_MINUS1,  EINVAL) \
     X(i03, "magpool_set_trim_interval",       "interval 0 (stop)",      interval_then_stop(0, 1.0),                               W_ZERO,    KEEP)   \
     X(g01, "magpool_create",                  "grow_factor 0",          create_with(64, 0.0, MAGPOOL_LOCKFREE, 0),                W_NONZERO, KEEP)   \
-    X(g02, "magpool_create",                  "grow_factor 65",         create_with(64, 65.0, MAGPOOL_LOCKFREE, 0),               W_ZERO,    EINVAL) \
+    X(g02, "magpool_create",                  "grow_factor 1e12",       create_with(64, 1e12, MAGPOOL_LOCKFREE, 0),               W_NONZERO, KEEP)   \
+    X(g05, "magpool_create",                  "grow_factor +inf",       create_with(64, INFINITY, MAGPOOL_LOCKFREE, 0),           W_ZERO,    EINVAL) \
     X(g03, "magpool_create",                  "grow_factor NaN",        create_with(64, NAN, MAGPOOL_LOCKFREE, 0),                W_ZERO,    EINVAL) \
     X(g04, "magpool_create",                  "grow_factor 1",          create_with(64, 1.0, MAGPOOL_LOCKFREE, 0),                W_ZERO,    EINVAL) \
     X(u01, "magpool_create",                  "backend 7",              create_with(64, 2.0, 7, 0),                               W_ZERO,    EINVAL) \

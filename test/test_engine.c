@@ -419,3 +419,47 @@ BACKEND_TEST(engine, bytes_returned_counts_each_resident_page_once)
                  BN, (unsigned long long)s.bytes_returned);
     magpool_destroy(p);
 }
+
+/* ------------------------- CHECKED: hooks may use other pools (review) */
+
+static magpool_t *other;
+
+static int init_takes_from_other(void *obj, void *ctx)
+{
+    (void)ctx;
+    void *b = magpool_acquire(other);
+    if (b == NULL)
+        return -1;
+    *(void **)obj = b;
+    return 0;
+}
+
+static void fini_gives_back(void *obj, void *ctx)
+{
+    (void)ctx;
+    magpool_release(other, *(void **)obj);
+}
+
+Test(engine, checked_mode_lets_objpool_hooks_use_other_pools)
+{
+    setenv("MAGPOOL_CHECKED", "1", 1);
+    magpool_set_error_handler(count_reports, NULL);
+    other = magpool_create(&(magpool_config_t){ .block_size = 64, .initial_blocks = 0 });
+    cr_assert_not_null(other);
+    cr_assert(magpool_diagnostics(other) & MAGPOOL_DIAG_CHECKED, "CHECKED from the environment");
+    magpool_objpool_config_t oc = { .obj_size = 64, .init = init_takes_from_other,
+                                    .fini = fini_gives_back };
+    magpool_objpool_t *op = magpool_objpool_create(&oc);
+    cr_assert_not_null(op);
+    void *o = magpool_objpool_acquire(op);
+    cr_assert_not_null(o, "acquire refused: errno %d", errno);
+    magpool_objpool_release(op, o);
+    magpool_objpool_destroy(op); /* fini releases into `other` */
+    cr_assert_eq(atomic_load(&reports[MAGPOOL_ERR_REENTRY]), 0, "hooks taken for re-entry");
+    magpool_stats_t s;
+    cr_assert_eq(magpool_get_stats(other, &s), 0);
+    cr_assert_eq(s.blocks_outstanding, 0);
+    magpool_destroy(other);
+    magpool_set_error_handler(NULL, NULL);
+    unsetenv("MAGPOOL_CHECKED");
+}

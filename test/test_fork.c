@@ -365,3 +365,73 @@ Test(fork, child_uses_a_buffer_manager_another_thread_was_using, .timeout = 100)
     pthread_join(t, NULL);
     magpool_bufmgr_destroy(k.bm);
 }
+
+/* ---- fork while an ObjectPool's init / fini use another pool
+ * (found by review: with the other pool in a lower slot, the prepare handler
+ * held its growth lock while waiting for the ObjectPool's, whose holder, in
+ * init(), waited for the other's) */
+
+static magpool_t *hook_pool; /* created first: the lower slot */
+
+static int init_uses_other_pool(void *obj, void *ctx)
+{
+    (void)ctx;
+    void *b = magpool_acquire(hook_pool);
+    if (b == NULL)
+        return -1;
+    *(void **)obj = b;
+    return 0;
+}
+
+static void fini_uses_other_pool(void *obj, void *ctx)
+{
+    (void)ctx;
+    magpool_release(hook_pool, *(void **)obj);
+}
+
+struct hook_churn {
+    magpool_objpool_t *op;
+    atomic_int stop;
+};
+
+static void *churn_hooks(void *arg)
+{
+    struct hook_churn *k = arg;
+    while (!atomic_load(&k->stop)) {
+        void *o[8];
+        for (int i = 0; i < 8; i++)
+            o[i] = magpool_objpool_acquire(k->op);
+        for (int i = 0; i < 8; i++)
+            magpool_objpool_release(k->op, o[i]);
+        magpool_objpool_clear(k->op); /* fini: releases into hook_pool */
+        magpool_clear(hook_pool);
+    }
+    return NULL;
+}
+
+Test(fork, fork_while_objpool_hooks_use_another_pool, .timeout = 100)
+{
+    magpool_config_t c = mp_cfg(MAGPOOL_LOCKFREE, 64);
+    c.initial_blocks = 0;
+    c.magazine_size = 4;
+    hook_pool = mp_create_ok(&c);
+    magpool_objpool_config_t oc = { .obj_size = 64, .init = init_uses_other_pool,
+                                    .fini = fini_uses_other_pool };
+    struct hook_churn k = { .op = magpool_objpool_create(&oc) };
+    cr_assert_not_null(k.op);
+    pthread_t t;
+    pthread_create(&t, NULL, churn_hooks, &k);
+    alarm(60); /* a deadlocked fork kills the test instead of hanging it */
+    for (int f = 0; f < 1500; f++) {
+        pid_t pid = fork();
+        if (pid == 0)
+            _exit(0);
+        int st;
+        cr_assert_eq(waitpid(pid, &st, 0), pid);
+    }
+    alarm(0);
+    atomic_store(&k.stop, 1);
+    pthread_join(t, NULL);
+    magpool_objpool_destroy(k.op);
+    magpool_destroy(hook_pool);
+}

@@ -25,6 +25,7 @@ int main(void)
     CHECK(cfg.c.block_size == 64 && cfg.c.grow_factor == 2.0 && cfg.c.initial_blocks == 10,
           "config_default");
     cfg.c.max_blocks = 1000;
+    cfg.c.grow_factor = 100.0; /* valid in 0.1 (any finite factor > 1) */
     magpool_t *p = magpool_create(&cfg.c);
     CHECK(p != NULL, "magpool_create: %s", strerror(errno));
     if (p == NULL)
