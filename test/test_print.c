@@ -444,3 +444,46 @@ Test(walk, fork_inside_callback_child_walk_goes_on)
     magpool_destroy(b);
     magpool_destroy(c);
 }
+
+/* Two walks whose callbacks each destroy a pool the other has not visited
+ * yet (found by review: each destroy waited for the other walk's pin). */
+static magpool_t *w_first;
+static pthread_barrier_t w_both_inside;
+
+struct w_victim {
+    magpool_t *victim;
+    int done;
+};
+
+static void destroy_other(magpool_t *p, void *ctx)
+{
+    struct w_victim *v = ctx;
+    if (p != w_first || v->done)
+        return;
+    v->done = 1;
+    pthread_barrier_wait(&w_both_inside); /* both walks are inside fn(first) */
+    magpool_destroy(v->victim);
+}
+
+static void *walk_destroying(void *ctx)
+{
+    magpool_walk(destroy_other, ctx);
+    return NULL;
+}
+
+Test(walk, two_walks_destroying_each_others_pools_do_not_deadlock, .timeout = 30)
+{
+    magpool_config_t c = magpool_config_default(64);
+    w_first = magpool_create(&c);
+    struct w_victim v1 = { .victim = magpool_create(&c) }, v2 = { .victim = magpool_create(&c) };
+    cr_assert(w_first && v1.victim && v2.victim);
+    pthread_barrier_init(&w_both_inside, NULL, 2);
+    pthread_t a, b;
+    pthread_create(&a, NULL, walk_destroying, &v1);
+    pthread_create(&b, NULL, walk_destroying, &v2);
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+    cr_assert(v1.done && v2.done);
+    pthread_barrier_destroy(&w_both_inside);
+    magpool_destroy(w_first);
+}
