@@ -6,6 +6,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -164,6 +165,13 @@ int alloc_check(const alloc_ctx_t *c, bench_result_t *r)
     r->pool_steals = st.steals;
     r->pool_bytes_reserved = st.bytes_reserved;
     r->pool_blocks_total = st.blocks_total;
+    /* scripts/cost_account.sh times libraries built without the per-thread
+     * counters (MAGPOOL_MEASURE_NO_STATS): their statistics are wrong by
+     * construction, so the comparison is switched off for them, and only
+     * for them (the bench's own acquire/release count above still holds). */
+    const char *nocheck = getenv("MAGPOOL_BENCH_NO_STATS_CHECK");
+    if (nocheck && *nocheck && strcmp(nocheck, "0") != 0)
+        return 0;
     if (st.acquires != r->acquires || st.releases != r->releases ||
         st.blocks_outstanding != 0 || st.hits + st.misses != st.acquires || st.failed != 0) {
         snprintf(r->error, sizeof r->error,

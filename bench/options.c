@@ -17,6 +17,7 @@ static void usage(FILE *f)
 "  --threads LIST     thread counts (default 1,2,4,8,16)\n"
 "  --lat-threads LIST thread counts of the latency workloads (default 1,2,8)\n"
 "  --config-threads LIST thread counts of the config sweep (default 1,2,8)\n"
+"  --config-mix       the config sweep also runs the mix workload\n"
 "  --sizes LIST       block sizes in bytes (default 64,1024)\n"
 "  --initial-sweep LIST  initial_blocks values (default 10,1000,10000,100000,1000000)\n"
 "  --magazine-sweep LIST magazine_size values (default 16,32,64,128,256,512)\n"
@@ -136,6 +137,8 @@ int bench_parse_options(int argc, char **argv, bench_opts_t *o)
             have_lt = 1;
             if ((o->nlat_threads = parse_int_list(v, o->lat_threads, MAX_LIST)) <= 0)
                 goto bad;
+        } else if (strcmp(a, "--config-mix") == 0) {
+            o->config_mix = 1;
         } else if (strcmp(a, "--config-threads") == 0) {
             NEED_ARG;
             have_ct = 1;
@@ -302,8 +305,8 @@ int bench_build_cells(bench_suite_t *s)
     }
     int mp = bench_variant_find("magpool");
     if (o->config_on && o->variant_on[mp] && !s->skipped[mp][0]) {
-        static const bench_workload_t cw[] = {WL_PAIR, WL_BATCH_LIFO};
-        for (int wi = 0; wi < 2; wi++)
+        static const bench_workload_t cw[] = {WL_PAIR, WL_BATCH_LIFO, WL_MIX};
+        for (int wi = 0; wi < (o->config_mix ? 3 : 2); wi++)
             for (int si = 0; si < o->nsizes; si++)
                 for (int ti = 0; ti < o->ncfg_threads; ti++) {
                     int n = o->ninit + o->nmag;

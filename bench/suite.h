@@ -16,6 +16,7 @@
 typedef struct bench_opts {
     int workload_on[WL_COUNT];
     int config_on;              /* the pool-configuration sweep            */
+    int config_mix;             /* ... over the mix workload too           */
     int variant_on[MAX_VARIANTS];
     int threads[MAX_LIST], nthreads;
     int lat_threads[MAX_LIST], nlat_threads;

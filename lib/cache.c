@@ -27,6 +27,40 @@
 
 #include "internal.h"
 
+/*
+ * Measurement-only switches (scripts/cost_account.sh; docs/benchmarks.md,
+ * "Cost account of the fast path"). Each removes one ingredient of the
+ * single-block fast path so that its price can be measured:
+ *
+ *   MAGPOOL_MEASURE_NO_STATS      no per-thread acquires/releases counter
+ *   MAGPOOL_MEASURE_NO_HANDSHAKE  no busy store before and after, no steal
+ *                                 check (the slow paths still enter/leave)
+ *   MAGPOOL_MEASURE_NO_LOOKUP     no thread-directory lookup: the cache is
+ *                                 p->measure_tc, bound by the first thread
+ *                                 that takes the slow path, as a per-thread
+ *                                 handle would be (one load off p more)
+ *   MAGPOOL_MEASURE_NO_NULLCHECK  no NULL test of the pool or of the block
+ *
+ * A library built with any of them is INCORRECT BY CONSTRUCTION and must
+ * never be the default or be installed: without the handshake a steal
+ * (at the cap, trim, fork) races the owner and hands blocks out twice;
+ * without the counters the statistics are wrong; without the lookup one
+ * thread's cache serves every thread of the pool (valid at one thread
+ * only) and other modes are found on the slow path; without the NULL test
+ * magpool_release(p, NULL) stores NULL into a magazine. With none defined,
+ * the code below is exactly the product's (scripts/instr.sh: same counts).
+ */
+#if defined(MAGPOOL_MEASURE_NO_STATS) || defined(MAGPOOL_MEASURE_NO_HANDSHAKE) || \
+    defined(MAGPOOL_MEASURE_NO_LOOKUP) || defined(MAGPOOL_MEASURE_NO_NULLCHECK)
+#warning "magpool: MAGPOOL_MEASURE_* build: incorrect by construction, for scripts/cost_account.sh only"
+#endif
+
+#ifdef MAGPOOL_MEASURE_NO_STATS
+#define fast_count(c) ((void)0)
+#else
+#define fast_count(c) counter_inc(c)
+#endif
+
 static inline void cache_enter(struct tcache *tc)
 {
     /* relaxed + compiler barrier: the hardware StoreLoad ordering against the
@@ -176,9 +210,20 @@ static void release_spill(magpool_t *p, void *block)
     pthread_mutex_unlock(&p->grow_lock);
 }
 
+#ifdef MAGPOOL_MEASURE_NO_LOOKUP
+static noinline void *measure_bind_acquire(magpool_t *p);
+static noinline void measure_bind_release(magpool_t *p, void *block);
+#endif
+
 /* busy == 1 on entry. */
 static noinline void *cache_acquire_slow(magpool_t *p, struct tcache *tc)
 {
+#ifdef MAGPOOL_MEASURE_NO_LOOKUP
+    if (tc == &magpool_measure_unbound) {
+        cache_leave(tc);
+        return measure_bind_acquire(p);
+    }
+#endif
     for (;;) {
         if (steal_pending(tc)) {
             wait_out_steal(p, tc);
@@ -215,6 +260,13 @@ static noinline void *cache_acquire_slow(magpool_t *p, struct tcache *tc)
 /* busy == 1 on entry. */
 static noinline void cache_release_slow(magpool_t *p, struct tcache *tc, void *block)
 {
+#ifdef MAGPOOL_MEASURE_NO_LOOKUP
+    if (tc == &magpool_measure_unbound) {
+        cache_leave(tc);
+        measure_bind_release(p, block);
+        return;
+    }
+#endif
     for (;;) {
         if (steal_pending(tc)) {
             wait_out_steal(p, tc);
@@ -268,12 +320,13 @@ static noinline void release_attach(magpool_t *p, void *block)
 }
 
 /* The fast path proper, once the thread's cache of p is known. */
+#ifndef MAGPOOL_MEASURE_NO_HANDSHAKE
 static inline void *cache_acquire_tc(magpool_t *p, struct tcache *tc)
 {
     cache_enter(tc);
     if (likely(!steal_pending(tc)) && likely(tc->lrounds > 0)) {
         void *b = tc->loaded->rounds[--tc->lrounds];
-        counter_inc(&tc->acquires);
+        fast_count(&tc->acquires);
         cache_leave(tc);
         return b;
     }
@@ -285,12 +338,35 @@ static inline void cache_release_tc(magpool_t *p, struct tcache *tc, void *block
     cache_enter(tc);
     if (likely(!steal_pending(tc)) && likely(tc->lrounds < tc->mrounds)) {
         tc->loaded->rounds[tc->lrounds++] = block;
-        counter_inc(&tc->releases);
+        fast_count(&tc->releases);
         cache_leave(tc);
         return;
     }
     cache_release_slow(p, tc, block);
 }
+#else /* measurement only: no busy stores, no steal check on the fast path */
+static inline void *cache_acquire_tc(magpool_t *p, struct tcache *tc)
+{
+    if (likely(tc->lrounds > 0)) {
+        void *b = tc->loaded->rounds[--tc->lrounds];
+        fast_count(&tc->acquires);
+        return b;
+    }
+    cache_enter(tc); /* the slow path expects busy == 1 */
+    return cache_acquire_slow(p, tc);
+}
+
+static inline void cache_release_tc(magpool_t *p, struct tcache *tc, void *block)
+{
+    if (likely(tc->lrounds < tc->mrounds)) {
+        tc->loaded->rounds[tc->lrounds++] = block;
+        fast_count(&tc->releases);
+        return;
+    }
+    cache_enter(tc);
+    cache_release_slow(p, tc, block);
+}
+#endif
 
 static inline void *cache_acquire_fast(magpool_t *p)
 {
@@ -362,6 +438,44 @@ static noinline void release_miss(magpool_t *p, void *block)
         release_other(p, block);
 }
 
+#ifdef MAGPOOL_MEASURE_NO_LOOKUP
+/* Measurement only: p->measure_tc is the unbound placeholder (no rounds, no
+ * room), so the fast path falls here; bind the calling thread's cache of a
+ * plain lock-free pool to p (other modes stay unbound, always here). */
+struct tcache magpool_measure_unbound;
+
+static struct tcache *measure_bind(magpool_t *p)
+{
+    if (p->mode != MODE_LOCKFREE)
+        return NULL;
+    struct tcache *tc = tcache_lookup(p);
+    if (tc == NULL)
+        tc = registry_tcache_slow(p);
+    if (tc != NULL)
+        p->measure_tc = tc;
+    return tc;
+}
+
+static noinline void *measure_bind_acquire(magpool_t *p)
+{
+    if (measure_bind(p) == NULL)
+        return p->mode == MODE_LOCKFREE ? acquire_uncached(p) : acquire_other(p);
+    return magpool_acquire(p);
+}
+
+static noinline void measure_bind_release(magpool_t *p, void *block)
+{
+    if (measure_bind(p) == NULL) {
+        if (p->mode == MODE_LOCKFREE)
+            release_spill(p, block);
+        else
+            release_other(p, block);
+        return;
+    }
+    magpool_release(p, block);
+}
+#endif
+
 /*
  * The public fast path. p->fast_slot is the pool's slot for a plain
  * lock-free pool and UINT32_MAX for every other mode, so one bounds check
@@ -370,22 +484,33 @@ static noinline void release_miss(magpool_t *p, void *block)
  */
 MAGPOOL_API void *magpool_acquire(magpool_t *p)
 {
+#ifndef MAGPOOL_MEASURE_NO_NULLCHECK
     if (unlikely(p == NULL)) {
         errno = EINVAL;
         return NULL;
     }
+#endif
+#ifdef MAGPOOL_MEASURE_NO_LOOKUP
+    return cache_acquire_tc(p, p->measure_tc); /* unbound: measure_bind_* */
+#else
     struct tdir *d = magpool_tls_dir;
     uint32_t s = p->fast_slot;
     if (likely(s < d->cap && d->e[s].uid == p->uid))
         return cache_acquire_tc(p, d->e[s].tc);
     return acquire_miss(p);
+#endif
 }
 
 MAGPOOL_API void magpool_release(magpool_t *p, void *block)
 {
+#ifndef MAGPOOL_MEASURE_NO_NULLCHECK
     if (unlikely(block == NULL))
         return;
     RETURN_IF_NULL(p, );
+#endif
+#ifdef MAGPOOL_MEASURE_NO_LOOKUP
+    cache_release_tc(p, p->measure_tc, block);
+#else
     struct tdir *d = magpool_tls_dir;
     uint32_t s = p->fast_slot;
     if (likely(s < d->cap && d->e[s].uid == p->uid)) {
@@ -393,6 +518,7 @@ MAGPOOL_API void magpool_release(magpool_t *p, void *block)
         return;
     }
     release_miss(p, block);
+#endif
 }
 
 /* ------------------------------------------------------------ bulk calls */

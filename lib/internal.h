@@ -317,6 +317,9 @@ struct magpool {
     uint32_t slot;              /* index in the registry / thread directories */
     uint32_t fast_slot;         /* slot if mode == MODE_LOCKFREE, else UINT32_MAX */
     uint64_t uid;               /* never reused, tells pool incarnations apart */
+#ifdef MAGPOOL_MEASURE_NO_LOOKUP
+    struct tcache *measure_tc;  /* measurement only (cache.c): the bound cache */
+#endif
     size_t block_size;
     size_t max_blocks;          /* 0 = unlimited                            */
     size_t initial_blocks;
@@ -506,6 +509,11 @@ static inline bool tdir_has(const struct tdir *d, const magpool_t *p)
 {
     return p->slot < d->cap && d->e[p->slot].uid == p->uid;
 }
+
+#ifdef MAGPOOL_MEASURE_NO_LOOKUP
+/* Measurement only (cache.c): p->measure_tc before a cache is bound. */
+extern struct tcache magpool_measure_unbound hidden;
+#endif
 
 /* The calling thread's cache of p if it has one, else NULL (no allocation). */
 static inline struct tcache *tcache_lookup(const magpool_t *p)

@@ -101,6 +101,10 @@ static void detach_locked(magpool_t *p, struct tcache *tc, bool give_back)
     if (tc->next)
         tc->next->prev = tc->prev;
     p->nthreads--;
+#ifdef MAGPOOL_MEASURE_NO_LOOKUP
+    if (p->measure_tc == tc) /* measurement only (cache.c) */
+        p->measure_tc = &magpool_measure_unbound;
+#endif
     epoch_reader_put(tc->reader);
     /* relaxed loads: tc's owner is the caller (or gone); the counters only
      * need their final values. */
