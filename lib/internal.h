@@ -13,7 +13,6 @@
  *   epoch.c       epoch-based reclamation of magazines (ck_epoch)
  *   trim.c        giving idle memory back; trimmer.c its background thread
  *   abi.c         structs of the size the program knows (the growable ABI)
- *   print.c       the stats printer (text / JSON) and MAGPOOL_SHOW_STATS
  *   slab.c        mmap'd slabs carved into blocks; growth; unmapping
  *   diag.c        diagnostics: CHECKED (double / foreign / wrong-pool release,
  *                 redzones, poison, acquire sites), ASan / valgrind, passthrough,
