@@ -67,9 +67,10 @@ static __thread unsigned read_depth;
 #endif
 
 #ifdef MAGPOOL_TSAN
-#define NOTE_MAX 16
+#define NOTE_MAX 32
 static __thread const void *noted[NOTE_MAX];
 static __thread unsigned nnoted;
+static __thread bool noted_overflow;
 
 /* The grace period as a virtual rwlock (see the top of this file). */
 static void gp_model(struct epoch_domain *d, unsigned flags)
@@ -109,10 +110,13 @@ void epoch_note_read(const void *obj)
 #ifdef MAGPOOL_TSAN
     if (read_depth == 0)
         return; /* growth lock held: no reclaimer can run beside us */
+    for (unsigned i = 0; i < nnoted; i++)
+        if (noted[i] == obj)
+            return; /* a popper retrying on the same magazine */
     if (nnoted < NOTE_MAX)
         noted[nnoted++] = obj;
     else
-        tsan_release(obj); /* early, hence weaker than needed: still sound */
+        noted_overflow = true; /* released per domain at unlock, below */
 #else
     (void)obj;
 #endif
@@ -196,6 +200,16 @@ void epoch_read_unlock(struct epoch_domain *d, ck_epoch_record_t *r)
     for (unsigned i = 0; i < nnoted; i++)
         tsan_release(noted[i]);
     nnoted = 0;
+    /* More magazines than the list holds (a popper that kept losing its
+     * CAS): the rest are released through one object of the domain, which
+     * the reclaimer acquires after every grace period. Coarser, still only
+     * this section's edge — and never released before the reads it covers
+     * (releasing a magazine when it is noted, before its `next` is read,
+     * was reported by TSan as a race with the free). */
+    if (noted_overflow) {
+        tsan_release(&d->overflow_sync);
+        noted_overflow = false;
+    }
 #endif
     ck_epoch_end(r, NULL);
 #if defined(MAGPOOL_TSAN) || defined(MAGPOOL_LOCK_ASSERTS)
@@ -225,6 +239,7 @@ void epoch_synchronize(struct epoch_domain *d)
 #endif
     if (!magpool_test_skip_grace_period)
         ck_epoch_synchronize_wait(&d->ck, wait_yield, NULL);
+    tsan_acquire(&d->overflow_sync); /* pairs with epoch_read_unlock's */
 }
 
 /* In the child of fork(): only the calling thread exists. Orphaned caches'

@@ -238,6 +238,7 @@ extern bool magpool_test_mag_alloc_fails hidden; /* magazine memory runs out */
 struct epoch_domain {
     ck_epoch_t ck;
     char gp_model;          /* TSan: the grace period as a virtual rwlock  */
+    char overflow_sync;     /* TSan: sections that read too many magazines */
 };
 
 int  epoch_domain_init(struct epoch_domain *d);
