@@ -396,6 +396,7 @@ magpool_t *pool_create_hooked(const magpool_config_t *cfg, const struct pool_hoo
 extern uint64_t (*magpool_test_clock_ns)(void) hidden;
 uint64_t pool_clock_ns(void);
 uint64_t pool_age_ns(double age_s);   /* an age parameter, per the contract */
+size_t   pool_trim_ns(magpool_t *p, uint64_t max_idle_ns); /* magpool_trim */
 size_t pool_grow_request(const magpool_t *p, size_t total);
 int    pool_map_slab(magpool_t *p, char **first, size_t *n);
 

@@ -267,8 +267,13 @@ MAGPOOL_API size_t magpool_clear(magpool_t *p)
 MAGPOOL_API size_t magpool_trim(magpool_t *p, double max_idle_s)
 {
     RETURN_IF_NULL(p, 0);
-    uint64_t ns = pool_age_ns(max_idle_s);
-    return p->mode == MODE_MUTEX ? mutex_pool_trim(p, ns) : cache_trim(p, ns);
+    return pool_trim_ns(p, pool_age_ns(max_idle_s));
+}
+
+size_t pool_trim_ns(magpool_t *p, uint64_t max_idle_ns)
+{
+    return p->mode == MODE_MUTEX ? mutex_pool_trim(p, max_idle_ns)
+                                 : cache_trim(p, max_idle_ns);
 }
 
 /* An age in seconds as the contract reads it (magpool.h, "One set of
@@ -328,10 +333,7 @@ static void pool_stats(magpool_t *p, magpool_stats_t *out)
     out->bytes_returned = atomic_load_relaxed(&p->bytes_returned);
     out->reclaims = atomic_load_relaxed(&p->reclaims);
     out->spilled = atomic_load_relaxed(&p->nspill);
-    out->blocks_outstanding = out->acquires >= out->releases
-                              ? (size_t)(out->acquires - out->releases) : 0;
-    out->hits = out->acquires >= out->misses ? out->acquires - out->misses : 0;
-    diag_stats(p, out);
+    diag_stats(p, out); /* passthrough counts first: the fields below derive */
     out->blocks_outstanding = out->acquires >= out->releases
                               ? (size_t)(out->acquires - out->releases) : 0;
     out->hits = out->acquires >= out->misses ? out->acquires - out->misses : 0;

@@ -161,10 +161,7 @@ static void drop_reg_child(magpool_t *p)
         pthread_mutex_unlock(&p->reg_lock);
 }
 
-static void drop_grow(magpool_t *p)
-{
-    pthread_mutex_unlock(lockfree(p) ? &p->grow_lock : &p->mp.lock);
-}
+static void drop_grow(magpool_t *p) { pthread_mutex_unlock(grow_lock_of(p)); }
 
 static void reclaim_orphans(magpool_t *p)
 {

@@ -34,7 +34,7 @@ static void *trimmer_main(void *arg)
         uint64_t now = now_ns(), next = UINT64_MAX;
         for (magpool_t *p = trim_list; p; p = p->trim_next) {
             if (p->trim_due <= now) {
-                magpool_trim(p, (double)p->trim_age_ns / 1e9);
+                pool_trim_ns(p, p->trim_age_ns);
                 now = now_ns();
                 p->trim_due = now + p->trim_interval_ns;
             }
@@ -52,18 +52,23 @@ static void *trimmer_main(void *arg)
     return NULL;
 }
 
+/* The trimmer sleeps on CLOCK_MONOTONIC deadlines. */
+static void cond_make(void)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&trimmer_cond, &ca);
+    pthread_condattr_destroy(&ca);
+    cond_ready = true;
+}
+
 static int trimmer_start_locked(void)
 {
     if (trimmer_running)
         return 0;
-    if (!cond_ready) {
-        pthread_condattr_t ca;
-        pthread_condattr_init(&ca);
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-        pthread_cond_init(&trimmer_cond, &ca);
-        pthread_condattr_destroy(&ca);
-        cond_ready = true;
-    }
+    if (!cond_ready)
+        cond_make();
     pthread_attr_t at;
     pthread_attr_init(&at);
     pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
@@ -146,13 +151,8 @@ void trimmer_fork_child(void)
      * Should the thread not start, the pools stay listed and the next
      * magpool_set_trim_interval call starts it (documented). */
     trimmer_running = false;
-    if (cond_ready) {
-        pthread_condattr_t ca;
-        pthread_condattr_init(&ca);
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-        pthread_cond_init(&trimmer_cond, &ca);
-        pthread_condattr_destroy(&ca);
-    }
+    if (cond_ready)
+        cond_make();
     if (trim_list != NULL)
         trimmer_start_locked();
     pthread_mutex_unlock(&trimmer_lock);
