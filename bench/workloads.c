@@ -742,12 +742,19 @@ int bench_run(const bench_params_t *p, bench_result_t *r)
         if (alloc_thread_init(&ctx, &t, 4) == 0 && alloc_acquire(ctx.v->kind, &t))
             r->acquires++;
     }
+    if (getenv("MAGPOOL_BENCH_TEST_NO_OPS"))
+        r->ops = 0; /* test hook: a window in which nothing completed */
     int rc = 0;
     if (failed) {
         snprintf(r->error, sizeof r->error, "an acquire failed (%s) or setup ran out of memory",
                  strerror(ENOMEM));
         rc = -1;
     } else if (alloc_check(&ctx, r) != 0) {
+        rc = -1;
+    } else if (r->ops == 0) {
+        /* A window too short (or a machine too loaded) for one operation:
+         * no rate can be derived, so the run failed rather than measured 0. */
+        snprintf(r->error, sizeof r->error, "no operation completed in %.3g s", p->duration_s);
         rc = -1;
     }
     r->ok = rc == 0;
