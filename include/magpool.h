@@ -1040,6 +1040,59 @@ MAGPOOL_API void magpool_bufmgr_destroy(magpool_bufmgr_t *bm);
  */
 MAGPOOL_API size_t magpool_bufmgr_report_leaks(magpool_bufmgr_t *bm, FILE *out);
 
+/* ==========================================================================
+ * Live view: publishing every pool's statistics (since 0.2; lib/publish.c)
+ * ========================================================================== */
+
+/**
+ * Publish the statistics of every live pool every @p interval_ms
+ * milliseconds into the POSIX shared-memory segment /dev/shm/magpool.<pid>
+ * (mode 0600: the same user, or root, may read it), for tools outside the
+ * process: magpool-top PID (a live terminal view), magpool-record PID (JSON
+ * lines) and magpool-plot. The environment variable MAGPOOL_PUBLISH=<ms>
+ * does the same when the process creates its first pool (<ms> from 10 on,
+ * larger than 3600000 taken as 3600000; any other value that is on, e.g. 1
+ * or yes, publishes every 1000 ms; unset, empty or 0: off).
+ *
+ * A background thread (one per process, like the trimmer's; it takes no
+ * signal) takes one snapshot per interval with magpool_walk and
+ * magpool_get_stats and writes it under a seqlock; acquire and release do
+ * nothing for it. The segment's layout is versioned (docs/live-view.md).
+ * Calling it again while publishing changes the interval and publishes at
+ * once. The segment is removed by magpool_publish_stop and at exit
+ * (atexit); a process killed before that leaves a stale segment, which the
+ * tools recognise (its pid is gone or has another start time) and
+ * `magpool-top --clean` removes; a new publisher with the same pid replaces
+ * it. A fork() child does not write its parent's segment: if publishing was
+ * on it starts its own, /dev/shm/magpool.<child pid>.
+ *
+ * @return 0, or -1 with errno:
+ *   - EINVAL: interval_ms outside 10 .. 3600000;
+ *   - EBUSY: another copy of the library in this process already publishes
+ *     under this pid;
+ *   - what shm_open, ftruncate, mmap or pthread_create set (EACCES, ENOSPC,
+ *     EMFILE, EAGAIN, ...): nothing is published, nothing is left behind.
+ * Thread-safe; not async-signal-safe; not for the hot path.
+ */
+MAGPOOL_API int magpool_publish_start(unsigned interval_ms);
+
+/**
+ * Stop publishing and remove the segment now (readers that have it open
+ * see the name gone and say so). Does not wait for the publisher thread,
+ * which finishes a snapshot in progress into the unlinked segment and
+ * exits. A no-op when not publishing. Thread-safe; not async-signal-safe.
+ */
+MAGPOOL_API void magpool_publish_stop(void);
+
+/**
+ * Write the path of this process's segment ("/dev/shm/magpool.<pid>") to
+ * @p buf (@p cap bytes, NUL included).
+ * @return 0, or -1 with errno EINVAL (buf NULL or cap 0), ENOENT (not
+ * publishing; buf becomes "") or ERANGE (cap too small; buf becomes "").
+ * Thread-safe.
+ */
+MAGPOOL_API int magpool_publish_name(char *buf, size_t cap);
+
 #ifdef __cplusplus
 }
 #endif

@@ -388,6 +388,7 @@ void diag_pool_register(magpool_t *p)
     pools = d;
     pthread_mutex_unlock(&pools_lock);
     print_pool_created(); /* MAGPOOL_SHOW_STATS: the at-exit report */
+    publish_pool_created(); /* MAGPOOL_PUBLISH: the live view */
 }
 
 static void pt_free_node(void *node)

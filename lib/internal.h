@@ -18,6 +18,8 @@
  *                 redzones, poison, acquire sites), ASan / valgrind, passthrough,
  *                 leak reports; the list of live pools and its walk
  *   print.c       statistics printers (text, JSON), MAGPOOL_SHOW_STATS
+ *   publish.c     the live view: every pool's stats in /dev/shm/magpool.<pid>
+ *                 from a background thread; pubseg.c its layout and seqlock
  *   faults.c      mmap fault injection (test hook)
  *   pool.c        create / destroy / public entry points, dispatch
  *   mutex_pool.c  the baseline: one lock around one free list
@@ -552,5 +554,23 @@ void   cache_stats(magpool_t *p, magpool_stats_t *out);
 
 /* print.c: MAGPOOL_SHOW_STATS; called by every pool creation */
 void   print_pool_created(void);
+/* print.c: one pool's description and statistics, taken at once (no lock
+ * held after); -1 when magpool_get_stats fails. */
+struct pool_view {
+    const magpool_t *pool;
+    char name[MAGPOOL_NAME_MAX];
+    const char *backend, *layer;
+    size_t block_size, max_blocks;
+    unsigned magazine_size, diag;
+    magpool_stats_t st;
+};
+int    view_take(magpool_t *p, struct pool_view *v);
+
+/* publish.c: MAGPOOL_PUBLISH (called by every pool creation) and the
+ * publisher's part of registry.c's fork handlers (its lock is a leaf) */
+void   publish_pool_created(void);
+void   publish_fork_prepare(void);
+void   publish_fork_parent(void);
+void   publish_fork_child(void);
 
 #endif

@@ -175,17 +175,9 @@ static void json_string(struct sink *o, const char *s)
 
 /* ------------------------------------------------------------------ pools */
 
-/* What one pool prints, taken before any output. */
-struct pool_view {
-    const magpool_t *pool;
-    char name[MAGPOOL_NAME_MAX];
-    const char *backend, *layer;
-    size_t block_size, max_blocks;
-    unsigned magazine_size, diag;
-    magpool_stats_t st;
-};
-
-static int view_take(magpool_t *p, struct pool_view *v)
+/* What one pool prints (struct pool_view, internal.h), taken before any
+ * output. Also the publisher's snapshot of a pool (publish.c). */
+int view_take(magpool_t *p, struct pool_view *v)
 {
     if (magpool_get_stats(p, &v->st) != 0)
         return -1;

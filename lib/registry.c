@@ -63,6 +63,7 @@ static void thread_exit(void *arg)
  *   -> every pool's growth lock (all at once, see take_all_grow)
  *   (mutex backend: its lock) -> every lock-free pool's registration lock,
  *   then its owners are stopped -> every allocation lock -> every slab rwlock
+ *   -> the publisher's lock (a leaf: publish.c)
  *
  * All growth locks before any allocation lock: a growth-lock holder may be
  * waiting for a grace period, and a grace period for a reader (who never
@@ -179,10 +180,12 @@ static void fork_prepare(void)
     each_pool(take_reg_and_stop, false);
     each_pool(take_alloc, false);
     each_pool(take_rw, false);
+    publish_fork_prepare();
 }
 
 static void fork_parent(void)
 {
+    publish_fork_parent();
     each_pool(drop_rw_parent, true);
     each_pool(drop_alloc, true);
     each_pool(drop_reg_parent, true);
@@ -205,6 +208,7 @@ static void fork_child(void)
     pthread_mutex_unlock(&registry_lock);
     trimmer_fork_child(); /* restarts the background trimmer if it ran */
     bufmgr_fork_release();
+    publish_fork_child(); /* last: its restart's thread finds the rest unlocked */
 }
 
 static void registry_init(void)
