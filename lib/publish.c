@@ -280,15 +280,7 @@ static int segment_create(struct publisher *pb)
     if (ftruncate(pb->fd, (off_t)bytes) == 0) {
         pb->seg = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, pb->fd, 0);
         if (pb->seg != MAP_FAILED) {
-            _Atomic uint64_t *w = pb->seg;
-            atomic_store_relaxed(&w[H_VERSION], PUB_VERSION); /* published by the magic */
-            atomic_store_relaxed(&w[H_HEADER_SIZE], PUB_HDR_BYTES);
-            atomic_store_relaxed(&w[H_RECORD_SIZE], PUB_REC_BYTES);
-            atomic_store_relaxed(&w[H_PID], (uint64_t)pb->pid);
-            atomic_store_relaxed(&w[H_START_TIME], pb->start_time);
-            atomic_store_relaxed(&w[H_CAPACITY], pb->capacity); /* seq 0: no snapshot yet */
-            /* release: pairs with pub_read's acquire load of the magic */
-            atomic_store_release(&w[H_MAGIC], PUB_MAGIC);
+            pub_init(pb->seg, (uint64_t)pb->pid, pb->start_time, pb->capacity);
             return 0;
         }
     }

@@ -30,6 +30,19 @@
 
 typedef _Atomic uint64_t word_t;
 
+void pub_init(void *seg, uint64_t pid, uint64_t start_time, uint64_t capacity)
+{
+    word_t *w = seg;
+    atomic_store_relaxed(&w[H_VERSION], PUB_VERSION); /* published by the magic */
+    atomic_store_relaxed(&w[H_HEADER_SIZE], PUB_HDR_BYTES);
+    atomic_store_relaxed(&w[H_RECORD_SIZE], PUB_REC_BYTES);
+    atomic_store_relaxed(&w[H_PID], pid);
+    atomic_store_relaxed(&w[H_START_TIME], start_time);
+    atomic_store_relaxed(&w[H_CAPACITY], capacity); /* seq 0: no snapshot yet */
+    /* release: pairs with pub_read's acquire load of the magic */
+    atomic_store_release(&w[H_MAGIC], PUB_MAGIC);
+}
+
 void pub_write(void *seg, const uint64_t *hdr, const uint64_t *recs, size_t n)
 {
     word_t *w = seg;

@@ -85,8 +85,10 @@ static inline size_t pub_segment_bytes(size_t capacity)
 /*
  * The seqlock (the writer is one thread; readers anywhere). seg: the
  * mapping, seen as words. pub_write copies hdr[H_CAPACITY ..] and n records
- * in one snapshot; pub_read copies the last whole snapshot out.
+ * in one snapshot; pub_read copies the last whole snapshot out. pub_init
+ * writes the constant header words of a zeroed segment, the magic last.
  */
+void pub_init(void *seg, uint64_t pid, uint64_t start_time, uint64_t capacity);
 void pub_write(void *seg, const uint64_t *hdr, const uint64_t *recs, size_t n);
 /* Copy the header and up to cap records of one whole snapshot into hdr /
  * recs (cap * PUB_REC_WORDS words), looking at no more than seg_bytes.

@@ -166,7 +166,12 @@ static intptr_t interval_then_stop(double interval, double age)
     X(u01, "magpool_create",                  "backend 7",              create_with(64, 2.0, 7, 0),                               W_ZERO,    EINVAL) \
     X(u02, "magpool_create",                  "flag bit 20",            create_with(64, 2.0, MAGPOOL_LOCKFREE, 1u << 20),         W_ZERO,    EINVAL) \
     X(u03, "magpool_dtype_size",              "dtype 99",               (intptr_t)magpool_dtype_size((magpool_dtype_t)99),        W_ZERO,    EINVAL) \
-    X(u04, "magpool_bufmgr_get",              "dtype 99",               (intptr_t)magpool_bufmgr_get(BM, 1, (magpool_dtype_t)99), W_ZERO,    EINVAL)
+    X(u04, "magpool_bufmgr_get",              "dtype 99",               (intptr_t)magpool_bufmgr_get(BM, 1, (magpool_dtype_t)99), W_ZERO,    EINVAL) \
+    X(p01, "magpool_publish_start",           "interval 0",             magpool_publish_start(0),                                 W_MINUS1,  EINVAL) \
+    X(p02, "magpool_publish_start",           "interval 1e9 ms",        magpool_publish_start(1000000000u),                       W_MINUS1,  EINVAL) \
+    X(p03, "magpool_publish_stop",            "not publishing",         (magpool_publish_stop(), 0),                              W_ZERO,    KEEP)   \
+    X(p04, "magpool_publish_name",            "NULL buffer",            magpool_publish_name(NULL, 64),                           W_MINUS1,  EINVAL) \
+    X(p05, "magpool_publish_name",            "not publishing",         magpool_publish_name((char[64]){ 0 }, 64),                W_MINUS1,  ENOENT)
 
 #define THUNK(id, fn, input, call, want, err) \
     static intptr_t id(void) { return (intptr_t)(call); }
