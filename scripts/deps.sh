@@ -12,6 +12,7 @@ PACKAGES=(
   liburcu-dev libck-dev libcriterion-dev
   libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev
   valgrind gnuplot-nox clang libclang-rt-14-dev python3
+  tmux  # the live view's tests drive magpool-top in a tmux pane
   rumur  # verify/: the model checks (a missing rumur fails the verify suite)
 )
 
