@@ -22,7 +22,7 @@
 #include "mixload.h"
 
 static magpool_t *orders, *fills;
-static _Atomic uint32_t load_now = 2000; /* max live orders per thread */
+static _Atomic uint32_t load_now = 1; /* 1 quiet, 8 surge: order rate and cap */
 static _Atomic int stop;
 
 static void *worker(void *arg)
@@ -35,7 +35,9 @@ static void *worker(void *arg)
     m->rng = 0x9E3779B97F4A7C15ull * (uintptr_t)arg + 1;
     struct timespec pause = { 0, 20000 }; /* ~ a market's ticks, not a benchmark */
     while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
-        m->max_live = atomic_load_explicit(&load_now, memory_order_relaxed);
+        uint32_t load = atomic_load_explicit(&load_now, memory_order_relaxed);
+        m->burst_mul = load;
+        m->max_live = 2000 * load;
         if (mixload_tick(m) != 0) {
             fprintf(stderr, "magpool-demo: a pool is exhausted: %s\n", strerror(errno));
             break;
@@ -111,7 +113,7 @@ int main(int argc, char **argv)
     /* Load: quiet, surge (x8), quiet, each a third of the run. */
     for (long s = 0; s < seconds * 10; s++) {
         long third = s * 3 / (seconds * 10);
-        atomic_store_explicit(&load_now, third == 1 ? 16000 : 2000, memory_order_relaxed);
+        atomic_store_explicit(&load_now, third == 1 ? 8 : 1, memory_order_relaxed);
         nanosleep(&(struct timespec){ 0, 100000000 }, NULL);
     }
     atomic_store_explicit(&stop, 1, memory_order_relaxed);

@@ -29,7 +29,8 @@ struct mixload {
     struct mix_order *wheel[MIXLOAD_WHEEL];
     struct mix_order *fills_due;  /* fills live one tick */
     uint64_t tick, next_id, rng, ops;
-    uint32_t live, max_live;      /* max_live: the caller's load factor */
+    uint32_t live, max_live;      /* the caller's load: a cap on live orders */
+    uint32_t burst_mul;           /* and orders per tick x this (0: x1)     */
 };
 
 static inline uint64_t mixload_rand(struct mixload *m)
@@ -68,6 +69,7 @@ static inline int mixload_tick(struct mixload *m)
     m->fills_due = NULL;
     uint32_t burst = mixload_rand(m) % 10 == 0 ? 16 + (uint32_t)(mixload_rand(m) % 113)
                                                : 1 + (uint32_t)(mixload_rand(m) % 4);
+    burst *= m->burst_mul ? m->burst_mul : 1;
     for (uint32_t i = 0; i < burst && m->live < m->max_live; i++) {
         struct mix_order *o = magpool_acquire(m->orders);
         if (o == NULL)
