@@ -140,6 +140,8 @@ record-plot)
   check "two recorders at once both end with status 0 when the process exits ($sa, $sb)" \
     test "$sa$sb" = 00
   check "and say why they stopped" grep -q "stopped: process $DEMO_PID exited" "$WORK/a.err"
+  wait "$DEMO_PID"; sd=$?
+  check "the published process itself exited cleanly (status $sd; ASan: no leak)" test "$sd" = 0
   check "each line is a whole snapshot with the demo's pools" "$PY" - "$WORK/a.jsonl" "$WORK/b.jsonl" <<'EOF'
 import json, sys
 for path in sys.argv[1:]:
