@@ -1064,7 +1064,11 @@ MAGPOOL_API size_t magpool_bufmgr_report_leaks(magpool_bufmgr_t *bm, FILE *out);
  * tools recognise (its pid is gone or has another start time) and
  * `magpool-top --clean` removes; a new publisher with the same pid replaces
  * it. A fork() child does not write its parent's segment: if publishing was
- * on it starts its own, /dev/shm/magpool.<child pid>.
+ * on, the child publishes its own, /dev/shm/magpool.<child pid>, once it
+ * creates a pool or calls this function (as MAGPOOL_SHOW_STATS: a child
+ * that only uses inherited pools, or execs, publishes nothing and leaves
+ * nothing behind; a child that publishes and ends with _exit leaves a
+ * stale segment).
  *
  * @return 0, or -1 with errno:
  *   - EINVAL: interval_ms outside 10 .. 3600000;

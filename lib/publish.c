@@ -21,8 +21,10 @@
  *           and frees its segment when it notices;
  *   exit    an atexit handler unlinks the name, as stop;
  *   fork    the child does not own the parent's segment or thread: it drops
- *           its copies of the mappings (never the name) and, if publishing
- *           was on, starts its own /magpool.<child pid> like the trimmer.
+ *           its copies of the mappings (never the name). If publishing was
+ *           on, the child publishes under its own pid once it creates a pool
+ *           or calls start (MAGPOOL_SHOW_STATS's rule, print.c): a fork +
+ *           exec child, whose exec would skip atexit, leaves no segment.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -66,6 +68,9 @@ static bool cond_ready;
 static struct publisher *current;  /* under pub_lock: the active one, or NULL */
 static struct publisher *all;      /* under pub_lock: current + stopping ones */
 static bool atexit_done;
+/* A fork child's interval to publish at once it creates a pool (0: none).
+ * Written under pub_lock; read first without it by pool creation. */
+static _Atomic unsigned child_pending_ms;
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -346,6 +351,7 @@ MAGPOOL_API int magpool_publish_start(unsigned interval_ms)
     }
     registry_init_once(); /* the fork handlers, before any thread of ours */
     mutex_lock(&pub_lock);
+    atomic_store_relaxed(&child_pending_ms, 0); /* under pub_lock */
     int rc = 0;
     if (current != NULL) {
         current->interval_ms = interval_ms; /* publish now, then at the new pace */
@@ -361,6 +367,7 @@ MAGPOOL_API int magpool_publish_start(unsigned interval_ms)
 MAGPOOL_API void magpool_publish_stop(void)
 {
     mutex_lock(&pub_lock);
+    atomic_store_relaxed(&child_pending_ms, 0); /* under pub_lock */
     struct publisher *pb = current;
     /* An inherited one (a fork child before its handler ran cannot be
      * here; the pid test is for atexit in a child whose restart failed). */
@@ -420,6 +427,15 @@ static void publish_env_init(void)
 void publish_pool_created(void)
 {
     pthread_once(&env_once, publish_env_init);
+    /* relaxed: a hint; the decision is retaken under pub_lock */
+    if (atomic_load_relaxed(&child_pending_ms) == 0)
+        return;
+    mutex_lock(&pub_lock);
+    unsigned ms = atomic_load_relaxed(&child_pending_ms);
+    atomic_store_relaxed(&child_pending_ms, 0);
+    if (ms != 0 && current == NULL)
+        start_locked(ms); /* failing, the child runs unpublished */
+    pthread_mutex_unlock(&pub_lock);
 }
 
 /* ------------------------------------------------------------------ fork */
@@ -431,11 +447,13 @@ void publish_fork_child(void)
 {
     /* No publisher thread survived the fork, and the segments are the
      * parent's: drop this process's copies of their mappings (the names
-     * stay, they are the parent's) and start a publisher of our own if
-     * one was on. The condition variable may have been waited on by a
-     * vanished thread: make it anew. A restart that fails leaves
-     * publishing off in the child (magpool_publish_start starts it). */
-    unsigned interval = current ? current->interval_ms : 0;
+     * stay, they are the parent's). If one was on, the child publishes
+     * once it creates a pool of its own (publish_pool_created) or calls
+     * magpool_publish_start; not here, because a child that only execs
+     * would leave its segment behind (exec runs no atexit handler). The
+     * condition variable may have been waited on by a vanished thread:
+     * make it anew. */
+    unsigned interval = current ? current->interval_ms : atomic_load_relaxed(&child_pending_ms);
     while (all != NULL) {
         struct publisher *pb = all;
         all = pb->next;
@@ -444,7 +462,6 @@ void publish_fork_child(void)
     current = NULL;
     if (cond_ready)
         cond_make();
-    if (interval != 0)
-        start_locked(interval);
+    atomic_store_relaxed(&child_pending_ms, interval); /* under pub_lock */
     pthread_mutex_unlock(&pub_lock);
 }

@@ -242,14 +242,21 @@ Test(publish, a_fork_child_publishes_under_its_own_pid)
     pid_t child = fork();
     cr_assert(child >= 0);
     if (child == 0) {
-        /* Own segment, own thread, the inherited pool in it; exit() removes it. */
+        /* Nothing until the child makes a pool of its own; then its own
+         * segment and thread, inherited pools in it; exit() removes it. */
         char name[64], want[64];
         seg_path(getpid(), want, sizeof want);
-        int bad = magpool_publish_name(name, sizeof name) != 0 || strcmp(name, want) != 0;
+        sleep_ms(30);
+        int bad = access(want, F_OK) == 0 ? 1 : 0;
+        bad |= magpool_publish_name(name, sizeof name) == 0 ? 2 : 0;
+        magpool_t *own = magpool_create(&(magpool_config_t){ .block_size = 32 });
+        magpool_set_name(own, "own");
+        bad |= magpool_publish_name(name, sizeof name) != 0 || strcmp(name, want) != 0 ? 4 : 0;
         long n = wait_snapshot(getpid(), 0, hdr, recs, 256);
-        bad |= n != 1 || hdr[H_PID] != (uint64_t)getpid() ||
-               find_pool(recs, n, "inherited") == NULL;
-        exit(bad ? 3 : 0);
+        bad |= n != 2 || hdr[H_PID] != (uint64_t)getpid() ||
+               find_pool(recs, n, "inherited") == NULL ? 8 : 0;
+        magpool_destroy(own);
+        exit(bad ? 100 + bad : 0);
     }
     int status;
     cr_assert_eq(waitpid(child, &status, 0), child);
@@ -263,6 +270,24 @@ Test(publish, a_fork_child_publishes_under_its_own_pid)
     cr_expect_eq(hdr[H_PID], (uint64_t)getpid());
     magpool_publish_stop();
     magpool_destroy(p);
+}
+
+Test(publish, a_fork_and_exec_child_leaves_no_segment)
+{
+    cr_assert_eq(magpool_publish_start(10), 0);
+    pid_t child = fork();
+    cr_assert(child >= 0);
+    if (child == 0) {
+        execl("/bin/true", "true", (char *)NULL);
+        _exit(127);
+    }
+    int status;
+    waitpid(child, &status, 0);
+    cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    char path[64];
+    seg_path(child, path, sizeof path);
+    cr_expect_neq(access(path, F_OK), 0, "%s left behind by a fork + exec", path);
+    magpool_publish_stop();
 }
 
 Test(publish, exit_removes_the_segment)
