@@ -544,6 +544,9 @@ void   bufmgr_fork_prepare(void);
 void   bufmgr_fork_release(void);
 
 /* trimmer.c */
+void   bg_cond_init(pthread_cond_t *c);     /* waits on CLOCK_MONOTONIC    */
+int    bg_thread_start(void *(*fn)(void *), void *arg); /* detached, no
+                                               signals; -1 + errno      */
 void   trimmer_forget(magpool_t *p);
 void   trimmer_fork_prepare(void);
 void   trimmer_fork_parent(void);

@@ -28,7 +28,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -231,14 +230,9 @@ static void *publisher_main(void *arg)
 
 /* ----------------------------------------------------------- life cycle */
 
-/* The thread sleeps on CLOCK_MONOTONIC deadlines. */
 static void cond_make(void)
 {
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&pub_cond, &ca);
-    pthread_condattr_destroy(&ca);
+    bg_cond_init(&pub_cond);
     cond_ready = true;
 }
 
@@ -320,21 +314,11 @@ static int start_locked(unsigned interval_ms)
         cond_make();
     if (!atexit_done)
         atexit_done = atexit(at_exit) == 0;
-    pthread_attr_t at;
-    pthread_attr_init(&at);
-    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-    /* The publisher must not take the application's signals. */
-    sigset_t every, old;
-    sigfillset(&every);
-    pthread_sigmask(SIG_SETMASK, &every, &old);
-    pthread_t t;
-    int rc = pthread_create(&t, &at, publisher_main, pb);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&at);
-    if (rc != 0) {
+    if (bg_thread_start(publisher_main, pb) != 0) {
+        int e = errno;
         shm_unlink(pb->name);
         publisher_free(pb);
-        errno = rc;
+        errno = e;
         return -1;
     }
     pb->next = all;

@@ -52,14 +52,40 @@ static void *trimmer_main(void *arg)
     return NULL;
 }
 
-/* The trimmer sleeps on CLOCK_MONOTONIC deadlines. */
-static void cond_make(void)
+/* The library's background threads (the trimmer, publish.c's publisher)
+ * sleep on CLOCK_MONOTONIC deadlines ... */
+void bg_cond_init(pthread_cond_t *c)
 {
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&trimmer_cond, &ca);
+    pthread_cond_init(c, &ca);
     pthread_condattr_destroy(&ca);
+}
+
+/* ... are detached, and must not take the application's signals. */
+int bg_thread_start(void *(*fn)(void *), void *arg)
+{
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_t t;
+    int rc = pthread_create(&t, &at, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&at);
+    if (rc != 0) {
+        errno = rc;
+        return -1;
+    }
+    return 0;
+}
+
+static void cond_make(void)
+{
+    bg_cond_init(&trimmer_cond);
     cond_ready = true;
 }
 
@@ -69,21 +95,8 @@ static int trimmer_start_locked(void)
         return 0;
     if (!cond_ready)
         cond_make();
-    pthread_attr_t at;
-    pthread_attr_init(&at);
-    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-    /* The trimmer must not take the application's signals. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    pthread_t t;
-    int rc = pthread_create(&t, &at, trimmer_main, NULL);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&at);
-    if (rc != 0) {
-        errno = rc;
+    if (bg_thread_start(trimmer_main, NULL) != 0)
         return -1;
-    }
     trimmer_running = true;
     return 0;
 }

@@ -93,6 +93,17 @@ open_view() { # open_view PID: magpool-top in a 200x30 tmux pane
     "$cmd; echo \"[magpool-top ended: status \$?]\"; sleep 60"
 }
 
+# plant_segment PID VERSION START_TIME: a segment header as a publisher of
+# that layout version would have written it (lib/pubseg.h), no snapshot.
+plant_segment() {
+  "$PY" - "$@" <<'EOF'
+import struct, sys
+pid, version, start = (int(a) for a in sys.argv[1:4])
+words = [0x004C4F4F5047414D, version, 128, 320, pid, start] + [0] * 10
+open("/dev/shm/magpool.%d" % pid, "wb").write(struct.pack("<16Q", *words) + bytes(320))
+EOF
+}
+
 case "$CASE" in
 top-keys)
   start_demo 30
@@ -182,12 +193,7 @@ bad-input)
   "${TOP[@]}" -b 12abc 2>"$WORK/3.err"; s=$?
   check "not a number: status 2 ($s)" sh -c "[ $s = 2 ] && grep -q 'not a process id' '$WORK/3.err'"
   # A segment of another layout version under the live pid of `sleep`.
-  "$PY" - "$other" 2 <<'EOF'
-import struct, sys
-pid, version = int(sys.argv[1]), int(sys.argv[2])
-words = [0x004C4F4F5047414D, version, 128, 320, pid, 0] + [0] * 10
-open("/dev/shm/magpool.%d" % pid, "wb").write(struct.pack("<16Q", *words) + bytes(320))
-EOF
+  plant_segment "$other" 2 0
   "${TOP[@]}" -b "$other" 2>"$WORK/4.err"; s=$?
   check "another layout version: status 3 ($s)" test "$s" = 3
   check "and the versions named" grep -q "has layout version 2; this tool reads version 1" "$WORK/4.err"
@@ -197,12 +203,7 @@ EOF
   # A stale segment: its process is gone.
   true & dead=$!
   wait "$dead"
-  "$PY" - "$dead" 1 <<'EOF'
-import struct, sys
-pid, version = int(sys.argv[1]), int(sys.argv[2])
-words = [0x004C4F4F5047414D, version, 128, 320, pid, 123] + [0] * 10
-open("/dev/shm/magpool.%d" % pid, "wb").write(struct.pack("<16Q", *words) + bytes(320))
-EOF
+  plant_segment "$dead" 1 123
   "${TOP[@]}" -b "$dead" 2>"$WORK/5.err"; s=$?
   check "a stale segment: status 1 ($s) and 'exited ... stale'" sh -c "[ $s = 1 ] && grep -q 'process $dead exited.*stale segment' '$WORK/5.err'"
   check "--list shows it as exited" sh -c "${TOP[*]} --list | grep -q 'magpool.$dead .*exited'"
