@@ -6,11 +6,13 @@
  * so that pools grow and the background trimmer gives memory back, and
  * publishes its pools (magpool_publish_start, --publish-ms; 0 leaves it
  * to MAGPOOL_PUBLISH). Prints its pid and the segment's path first.
+ * SIGINT, SIGTERM and SIGHUP end it early, cleanly (the segment goes).
  *
  *   magpool-demo [--seconds S] [--publish-ms MS] [--threads N] [--idle-pools N]
  */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +26,14 @@
 static magpool_t *orders, *fills;
 static _Atomic uint32_t load_now = 1; /* 1 quiet, 8 surge: order rate and cap */
 static _Atomic int stop;
+static volatile sig_atomic_t interrupted;
+
+/* Ctrl-C / kill: end like --seconds does, so exit() removes the segment. */
+static void on_signal(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
 
 static void *worker(void *arg)
 {
@@ -107,11 +117,15 @@ int main(int argc, char **argv)
     printf("magpool-demo: pid %d, publishing to %s\n", (int)getpid(), path);
     fflush(stdout);
 
+    struct sigaction sa = { .sa_handler = on_signal };
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     pthread_t t[64];
     for (long i = 0; i < nthreads; i++)
         pthread_create(&t[i], NULL, worker, (void *)(uintptr_t)(i + 1));
     /* Load: quiet, surge (x8), quiet, each a third of the run. */
-    for (long s = 0; s < seconds * 10; s++) {
+    for (long s = 0; s < seconds * 10 && !interrupted; s++) {
         long third = s * 3 / (seconds * 10);
         atomic_store_explicit(&load_now, third == 1 ? 8 : 1, memory_order_relaxed);
         nanosleep(&(struct timespec){ 0, 100000000 }, NULL);
