@@ -168,10 +168,17 @@ class Segment:
                             "removes it" % (self.pid, self.path, proc_name(self.pid)))
         try:
             if os.stat(self.path).st_ino != self.ino:
-                raise FileNotFoundError
+                self._reopen()  # stopped and started again: follow it
         except FileNotFoundError:
             raise ViewError("process %d stopped publishing (%s was removed)"
                             % (self.pid, self.path))
+
+    def _reopen(self):
+        """The process made a new segment (magpool_publish_stop, then
+        _start): read that one from now on."""
+        fresh = Segment(self.pid)
+        self.close()
+        self.__dict__.update(fresh.__dict__)
 
     def snapshot(self, tries=10000):
         """The last whole snapshot as a dict (pools: a list of dicts), or
