@@ -148,7 +148,8 @@ static void collect_one(magpool_t *p, void *arg)
 }
 
 /* Room for n records: the segment only grows (a reader's older, smaller
- * mapping then stays valid; it remaps when npools says so). */
+ * mapping then stays valid; it remaps when npools says so). Under pub_lock
+ * so that a fork child's copy of seg and capacity agree (it unmaps them). */
 static bool segment_fit(struct publisher *pb, size_t n)
 {
     if (n <= pb->capacity)
@@ -156,15 +157,17 @@ static bool segment_fit(struct publisher *pb, size_t n)
     size_t cap = pb->capacity;
     while (cap < n)
         cap *= 2;
-    if (ftruncate(pb->fd, (off_t)pub_segment_bytes(cap)) != 0)
-        return false;
-    void *seg = mremap(pb->seg, pub_segment_bytes(pb->capacity), pub_segment_bytes(cap),
-                       MREMAP_MAYMOVE);
-    if (seg == MAP_FAILED)
-        return false;
-    pb->seg = seg;
-    pb->capacity = cap;
-    return true;
+    mutex_lock(&pub_lock);
+    void *seg = MAP_FAILED;
+    if (ftruncate(pb->fd, (off_t)pub_segment_bytes(cap)) == 0)
+        seg = mremap(pb->seg, pub_segment_bytes(pb->capacity), pub_segment_bytes(cap),
+                     MREMAP_MAYMOVE);
+    if (seg != MAP_FAILED) {
+        pb->seg = seg;
+        pb->capacity = cap;
+    }
+    pthread_mutex_unlock(&pub_lock);
+    return seg != MAP_FAILED;
 }
 
 static void publish_once(struct publisher *pb, unsigned interval_ms)

@@ -378,3 +378,24 @@ Test(publish, a_reader_without_the_seqlock_would_see_tearing)
     cr_expect_gt(c.torn, 0, "no torn snapshot seen in %llu reads", (unsigned long long)c.reads);
     munmap(c.seg, c.bytes);
 }
+
+Test(publish, the_segment_grows_past_its_first_capacity)
+{
+    enum { N = 150 }; /* the first capacity is 64 records */
+    magpool_t *p[N];
+    for (int i = 0; i < N; i++) {
+        p[i] = magpool_create(&(magpool_config_t){ .block_size = 16 + (size_t)i });
+        cr_assert(p[i] != NULL);
+    }
+    cr_assert_eq(magpool_publish_start(10), 0);
+    uint64_t hdr[PUB_HDR_WORDS];
+    long n = wait_snapshot(getpid(), 0, hdr, recs, 256);
+    cr_expect_eq(n, N, "records: %ld", n);
+    cr_expect_geq(hdr[H_CAPACITY], N, "capacity %llu", (unsigned long long)hdr[H_CAPACITY]);
+    cr_expect_eq(hdr[H_UNPUBLISHED], 0);
+    for (int i = 0; i < N; i++) /* every pool once: block sizes 16 .. 165 */
+        cr_expect_eq(recs[i * PUB_REC_WORDS + R_BLOCK_SIZE] - 16 < N, true);
+    magpool_publish_stop();
+    for (int i = 0; i < N; i++)
+        magpool_destroy(p[i]);
+}

@@ -203,6 +203,34 @@ bad-input)
   "${RECORD[@]}" "$other" 2>"$WORK/4r.err"; s=$?
   check "magpool-record says the same ($s)" sh -c "[ $s = 3 ] && grep -q 'layout version 2' '$WORK/4r.err'"
   rm -f "/dev/shm/magpool.$other"
+  # The reader follows a segment that grows (more pools than it had room
+  # for): a synthetic writer under the pid of `sleep`.
+  check "the reader remaps a segment that grew" "$PY" - "$TOOLS" "$other" <<'EOF'
+import os, struct, sys
+sys.path.insert(0, sys.argv[1])
+import magpool_shm as m
+pid = int(sys.argv[2])
+path = m.segment_path(pid)
+hdr = [m.MAGIC, 1, 128, 320, pid, 0, 0, 1, 0, 1, 0, 0, 1000, 0, 0, 0]
+with open(path, "wb") as f:
+    f.write(struct.pack("<16Q", *hdr) + bytes(320))
+seg = m.Segment(pid)
+assert seg.snapshot()["pools"] == []
+n = 100
+recs = b"".join(struct.pack("<40Q", *([i + 1, 64] + [0] * 38))[:256]
+                + ("pool-%d" % i).encode().ljust(64, b"\0") for i in range(n))
+hdr[7], hdr[8], hdr[9] = n, n, 2
+with open(path, "r+b") as f:  # grow, then publish (seq even, unchanged)
+    f.truncate(128 + n * 320)
+    f.seek(128)
+    f.write(recs)
+    f.seek(0)
+    f.write(struct.pack("<16Q", *hdr))
+snap = seg.snapshot()
+names = [p["name"] for p in snap["pools"]]
+assert names == ["pool-%d" % i for i in range(n)], names[:3]
+os.unlink(path)
+EOF
   # A stale segment: its process is gone.
   true & dead=$!
   wait "$dead"
