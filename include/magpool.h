@@ -1052,7 +1052,8 @@ MAGPOOL_API size_t magpool_bufmgr_report_leaks(magpool_bufmgr_t *bm, FILE *out);
  * lines) and magpool-plot. The environment variable MAGPOOL_PUBLISH=<ms>
  * does the same when the process creates its first pool (<ms> from 10 on,
  * larger than 3600000 taken as 3600000; any other value that is on, e.g. 1
- * or yes, publishes every 1000 ms; unset, empty or 0: off).
+ * or yes, publishes every 1000 ms; unset, empty or 0: off; if publishing
+ * cannot start, one line on stderr says why and the program runs on).
  *
  * A background thread (one per process, like the trimmer's; it takes no
  * signal) takes one snapshot per interval with magpool_walk and

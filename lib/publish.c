@@ -408,7 +408,11 @@ static void publish_env_init(void)
         ms = PUB_DEFAULT_MS;
     else if (ms > PUB_MAX_MS)
         ms = PUB_MAX_MS;
-    magpool_publish_start((unsigned)ms); /* failing, the program runs unpublished */
+    /* The user asked for it: a failure is said once, on stderr (the
+     * program runs on, unpublished). */
+    if (magpool_publish_start((unsigned)ms) != 0)
+        fprintf(stderr, "magpool: MAGPOOL_PUBLISH=%s: cannot publish to /dev/shm/magpool.%d: %s\n",
+                v, (int)getpid(), strerror(errno));
 }
 
 void publish_pool_created(void)

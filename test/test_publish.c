@@ -332,6 +332,32 @@ static void env_case(const char *value, long want_ms)
               "MAGPOOL_PUBLISH=%s: child status %#x", value, status);
 }
 
+Test(publish, a_publishing_failure_from_the_environment_is_said_on_stderr)
+{
+    /* Our name taken by a live segment (as another copy of the library in
+     * this process would hold it): EBUSY, said once. */
+    cr_assert_eq(magpool_publish_start(10), 0);
+    uint64_t hdr[PUB_HDR_WORDS];
+    cr_assert(wait_snapshot(getpid(), 0, hdr, recs, 256) >= 0);
+    uint64_t mine = hdr[H_START_TIME];
+    magpool_publish_stop();
+    plant_segment((uint64_t)getpid(), mine, PUB_VERSION);
+    setenv("MAGPOOL_PUBLISH", "50", 1);
+    mp_capture_t cap = mp_stderr_begin();
+    magpool_t *p = magpool_create(&(magpool_config_t){ .block_size = 64 });
+    char got[256], want[160];
+    mp_stderr_end(cap, got, sizeof got);
+    cr_assert(p != NULL, "the pool is made all the same");
+    snprintf(want, sizeof want,
+             "magpool: MAGPOOL_PUBLISH=50: cannot publish to /dev/shm/magpool.%d: %s\n",
+             (int)getpid(), strerror(EBUSY));
+    cr_expect_str_eq(got, want);
+    magpool_destroy(p);
+    char path[64];
+    seg_path(getpid(), path, sizeof path);
+    unlink(path);
+}
+
 Test(publish, the_environment_switches_it_on, .timeout = 60)
 {
     env_case("25", 25);
