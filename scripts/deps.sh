@@ -13,6 +13,9 @@ PACKAGES=(
   libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev
   valgrind gnuplot-nox clang libclang-rt-14-dev python3
   tmux  # the live view's tests drive magpool-top in a tmux pane
+  # python/: the Python package, its tests (pytest, pandas) and `pip install .`
+  python3-dev python3-numpy python3-pandas python3-pytest python3-mesonpy
+  python3-venv python3-pip
   rumur  # verify/: the model checks (a missing rumur fails the verify suite)
 )
 
