@@ -11,8 +11,17 @@
  * release_buffer() marks the owner released: the array must be the one
  * get_buffer() returned (its base is the owner), a second release or any
  * other array raises PoolError, and reuse waits for the last view.
+ *
+ * Buffers above the C manager's largest class (1 MiB) would be an mmap on
+ * every get and an munmap on every release there (and a page fault per
+ * page written): up to 1 GiB they come from size-class pools of the
+ * manager's own instead (classpools.h; one block per growth, so idle
+ * blocks are exactly released buffers), kept under the same max_buffers
+ * cap and given back by the same clear_unused. Larger ones still go to
+ * the C manager.
  */
 #include "ext.h"
+#include "classpools.h"
 
 #include <errno.h>
 #include <string.h>
@@ -25,6 +34,7 @@ typedef struct {
     unsigned long long collected_unreleased; /* arrays dropped without release_buffer */
     unsigned long long released_pending;     /* released, a view still alive          */
     unsigned long long bad_releases;         /* PoolError raised by release_buffer    */
+    classpools_t big;                        /* buffers of 1 MiB .. 1 GiB             */
 } BufferManager;
 
 typedef struct {
@@ -32,8 +42,23 @@ typedef struct {
     BufferManager *mgr; /* strong: the manager outlives its buffers */
     void *data;
     size_t nbytes;
+    int cls;      /* class of m->big, or -1: a buffer of the C manager */
     int released;
 } BufferOwner;
+
+/* Give a big buffer back; past the idle cap, every idle big buffer goes
+ * back to the OS (a trim: the cap is rare and these are >= 1 MiB each).
+ * Called without the GIL. */
+static void big_release(BufferManager *m, unsigned cls, void *data)
+{
+    classpools_release(&m->big, cls, data);
+    if (m->max_buffers) {
+        classpools_stats_t cs;
+        classpools_get_stats(&m->big, &cs);
+        if (cs.blocks_total - cs.outstanding > (unsigned long long)m->max_buffers)
+            classpools_trim(&m->big, 0.0);
+    }
+}
 
 static void owner_dealloc(PyObject *self)
 {
@@ -43,7 +68,11 @@ static void owner_dealloc(PyObject *self)
         m->released_pending--;
     else
         m->collected_unreleased++;
-    if (o->nbytes >= MAGPOOL_PY_NOGIL_BYTES) {
+    if (o->cls >= 0) {
+        Py_BEGIN_ALLOW_THREADS
+        big_release(m, (unsigned)o->cls, o->data);
+        Py_END_ALLOW_THREADS
+    } else if (o->nbytes >= MAGPOOL_PY_NOGIL_BYTES) {
         /* May munmap (large buffer, or the idle cap clearing classes). */
         Py_BEGIN_ALLOW_THREADS
         magpool_bufmgr_release(m->bm, o->data);
@@ -85,6 +114,9 @@ static int bm_init(PyObject *self, PyObject *args, PyObject *kw)
         return -1;
     }
     m->max_buffers = max_buffers;
+    m->big.head = 0;
+    m->big.grow_factor = 1.0001; /* one block per growth */
+    m->big.label = "bufmgr-big";
     return 0;
 }
 
@@ -93,6 +125,7 @@ static void bm_dealloc(PyObject *self)
     BufferManager *m = (BufferManager *)self;
     /* Every buffer's owner holds a reference: none is outstanding now. */
     magpool_bufmgr_destroy(m->bm);
+    classpools_destroy(&m->big);
     Py_TYPE(self)->tp_free(self);
 }
 
@@ -193,7 +226,16 @@ static PyObject *bm_get_buffer(PyObject *self, PyObject *args, PyObject *kw)
     }
     void *data;
     int err;
-    if (nbytes >= MAGPOOL_PY_NOGIL_BYTES) {
+    int cls = nbytes > MAGPOOL_BUFMGR_MAX_CLASS && nbytes <= CP_MAX_BYTES
+              ? (int)classpools_index(nbytes) : -1;
+    if (cls >= 0) {
+        Py_BEGIN_ALLOW_THREADS
+        data = classpools_acquire(&m->big, (unsigned)cls);
+        err = errno;
+        if (data && zero)
+            memset(data, 0, nbytes);
+        Py_END_ALLOW_THREADS
+    } else if (nbytes >= MAGPOOL_PY_NOGIL_BYTES) {
         Py_BEGIN_ALLOW_THREADS
         data = magpool_bufmgr_get(m->bm, c_count, c_type);
         err = errno;
@@ -220,6 +262,7 @@ static PyObject *bm_get_buffer(PyObject *self, PyObject *args, PyObject *kw)
     o->mgr = m;
     o->data = data;
     o->nbytes = nbytes;
+    o->cls = cls;
     o->released = 0;
 
     PyObject *arr = PyArray_NewFromDescr(&PyArray_Type, descr, nd, dims, NULL, data,
@@ -290,7 +333,7 @@ static PyObject *bm_clear_unused(PyObject *self, PyObject *args, PyObject *kw)
         return NULL;
     size_t n;
     Py_BEGIN_ALLOW_THREADS
-    n = magpool_bufmgr_clear_unused(m->bm, max_age);
+    n = magpool_bufmgr_clear_unused(m->bm, max_age) + classpools_trim(&m->big, max_age);
     Py_END_ALLOW_THREADS
     return PyLong_FromSize_t(n);
 }
@@ -300,9 +343,11 @@ static PyObject *bm_get_stats(PyObject *self, PyObject *unused)
     (void)unused;
     BufferManager *m = (BufferManager *)self;
     magpool_bufmgr_stats_t s;
+    classpools_stats_t b;
     int rc;
     Py_BEGIN_ALLOW_THREADS
     rc = magpool_bufmgr_get_stats(m->bm, &s);
+    classpools_get_stats(&m->big, &b);
     Py_END_ALLOW_THREADS
     if (rc < 0)
         return PyErr_SetFromErrno(PyExc_OSError);
@@ -322,6 +367,11 @@ static PyObject *bm_get_stats(PyObject *self, PyObject *unused)
         magpool_py_put_u64(d, "classes_in_use", s.classes_in_use) ||
         magpool_py_put_double(d, "hit_rate",
                               s.gets ? (double)s.hits / (double)s.gets : 0.0) ||
+        magpool_py_put_u64(d, "big_gets", b.acquires) ||
+        magpool_py_put_u64(d, "big_hits", b.hits) ||
+        magpool_py_put_u64(d, "big_outstanding", b.outstanding) ||
+        magpool_py_put_u64(d, "big_idle", b.blocks_total - b.outstanding) ||
+        magpool_py_put_u64(d, "big_bytes_reserved", b.bytes_reserved) ||
         magpool_py_put_u64(d, "released_pending", m->released_pending) ||
         magpool_py_put_u64(d, "collected_unreleased", m->collected_unreleased) ||
         magpool_py_put_u64(d, "max_buffers", (unsigned long long)m->max_buffers)) {
@@ -354,7 +404,8 @@ static PyMethodDef bm_methods[] = {
      "returns how many."},
     {"get_stats", bm_get_stats, METH_NOARGS,
      "get_stats() -> dict: the C manager's counters (magpool_bufmgr_stats_t),\n"
-     "hit_rate, and released_pending (released, a view still alive),\n"
+     "hit_rate, big_* (buffers of 1 MiB..1 GiB, pooled by this type: gets,\n"
+     "hits, outstanding, idle, bytes_reserved), released_pending (released, a view still alive),\n"
      "collected_unreleased (arrays garbage-collected without release_buffer:\n"
      "their memory was reused anyway)."},
     {NULL, NULL, 0, NULL},

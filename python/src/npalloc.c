@@ -24,16 +24,14 @@
  * The callbacks never touch Python: numpy may call them without the GIL.
  */
 #include "ext.h"
+#include "classpools.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <string.h>
 
-#define NP_CLASS_BASE_LOG2 10 /* smallest pooled request: 1 KiB + 1 byte */
-#define NP_CLASS_TOP_LOG2 30  /* largest pooled request: 1 GiB           */
-#define NP_NCLASSES ((NP_CLASS_TOP_LOG2 - NP_CLASS_BASE_LOG2) * 4)
-#define NP_BLOCK_HEAD 64u     /* bytes before the data in a pooled block  */
+#define NP_BLOCK_HEAD 64u     /* bytes before the data in a pooled block */
 #define NP_TAG_MAGIC 0x6d61706eu /* "npam" */
 #define NP_TAG_DEFAULT UINT32_MAX
 
@@ -47,56 +45,13 @@ _Static_assert(sizeof(np_tag_t) == 16, "the tag is 16 bytes");
 typedef struct {
     PyDataMem_Handler handler; /* handler.allocator.ctx points back here */
     size_t min_size, max_size;
-    double trim_interval, max_idle;
     PyDataMem_Handler *dflt;   /* numpy's default handler             */
     PyObject *dflt_capsule;    /* keeps it alive                      */
-    _Atomic(magpool_t *) pools[NP_NCLASSES];
+    classpools_t classes;
     atomic_ullong bad_tags;    /* frees of pointers without our tag (leaked) */
 } np_state_t;
 
 static inline np_tag_t *tag_of(void *data) { return (np_tag_t *)((char *)data - sizeof(np_tag_t)); }
-
-/* Class index of a pooled size s (1 KiB < s <= 1 GiB) and its byte size. */
-static inline unsigned class_index(size_t s)
-{
-    size_t q = s - 1;
-    unsigned p = 63u - (unsigned)__builtin_clzll(q); /* 2^p <= q < 2^(p+1) */
-    unsigned k = (unsigned)(q >> (p - 2));           /* 4..7 */
-    return (p - NP_CLASS_BASE_LOG2) * 4 + (k - 4);
-}
-
-static inline size_t class_bytes(unsigned idx)
-{
-    unsigned p = idx / 4 + NP_CLASS_BASE_LOG2, k = idx % 4 + 4;
-    return (size_t)(k + 1) << (p - 2);
-}
-
-static magpool_t *class_pool(np_state_t *st, unsigned idx)
-{
-    /* acquire: pairs with the release CAS below, so the pool is seen whole */
-    magpool_t *p = atomic_load_explicit(&st->pools[idx], memory_order_acquire);
-    if (p)
-        return p;
-    magpool_config_t cfg = magpool_config_default(class_bytes(idx) + NP_BLOCK_HEAD);
-    cfg.align = 64;
-    cfg.initial_blocks = 0;
-    magpool_t *fresh = magpool_create(&cfg);
-    if (!fresh)
-        return NULL;
-    char name[MAGPOOL_NAME_MAX];
-    snprintf(name, sizeof name, "numpy %zu", class_bytes(idx));
-    magpool_set_name(fresh, name);
-    if (st->trim_interval > 0)
-        magpool_set_trim_interval(fresh, st->trim_interval, st->max_idle);
-    magpool_t *expected = NULL;
-    /* release: publishes the created pool (pairs with the acquire load);
-     * acquire on failure: we then use the winner's pool. */
-    if (atomic_compare_exchange_strong_explicit(&st->pools[idx], &expected, fresh,
-                                                memory_order_acq_rel, memory_order_acquire))
-        return fresh;
-    magpool_destroy(fresh);
-    return expected;
-}
 
 static void *dflt_alloc(np_state_t *st, size_t size, int zero)
 {
@@ -121,9 +76,8 @@ static inline int pooled(const np_state_t *st, size_t size)
 
 static void *pool_alloc(np_state_t *st, size_t size, int zero)
 {
-    unsigned idx = class_index(size);
-    magpool_t *p = class_pool(st, idx);
-    char *blk = p ? magpool_acquire(p) : NULL;
+    unsigned idx = classpools_index(size);
+    char *blk = classpools_acquire(&st->classes, idx);
     if (!blk) /* no memory for a class pool: numpy's allocator may have some */
         return dflt_alloc(st, size, zero);
     char *data = blk + NP_BLOCK_HEAD;
@@ -168,10 +122,7 @@ static void np_free(void *ctx, void *ptr, size_t size)
         a->free(a->ctx, t, t->size + sizeof(np_tag_t));
         return;
     }
-    /* relaxed: the pool was created before this block was handed out, and
-     * the block reached this thread through numpy's own synchronisation. */
-    magpool_t *p = atomic_load_explicit(&st->pools[t->cls], memory_order_relaxed);
-    magpool_release(p, (char *)ptr - NP_BLOCK_HEAD);
+    classpools_release(&st->classes, t->cls, (char *)ptr - NP_BLOCK_HEAD);
 }
 
 static void *np_realloc(void *ctx, void *ptr, size_t new_size)
@@ -194,7 +145,7 @@ static void *np_realloc(void *ctx, void *ptr, size_t new_size)
         nt->size = new_size;
         return nt + 1;
     }
-    if (t->cls != NP_TAG_DEFAULT && now_pooled && class_index(new_size) == t->cls) {
+    if (t->cls != NP_TAG_DEFAULT && now_pooled && classpools_index(new_size) == t->cls) {
         t->size = new_size; /* fits the same class */
         return ptr;
     }
@@ -211,8 +162,7 @@ static void state_destroy(PyObject *capsule)
     np_state_t *st = PyCapsule_GetContext(capsule);
     if (!st)
         return;
-    for (unsigned i = 0; i < NP_NCLASSES; i++)
-        magpool_destroy(atomic_load_explicit(&st->pools[i], memory_order_relaxed));
+    classpools_destroy(&st->classes);
     Py_XDECREF(st->dflt_capsule);
     PyMem_RawFree(st);
 }
@@ -238,12 +188,11 @@ static int na_init(PyObject *self, PyObject *args, PyObject *kw)
         PyErr_SetString(PyExc_RuntimeError, "NumpyAllocator already initialised");
         return -1;
     }
-    if (min_size <= (1 << NP_CLASS_BASE_LOG2) || max_size > ((Py_ssize_t)1 << NP_CLASS_TOP_LOG2) ||
+    if (min_size < (Py_ssize_t)CP_MIN_BYTES || max_size > (Py_ssize_t)CP_MAX_BYTES ||
         min_size > max_size) {
         PyErr_Format(PyExc_ValueError,
-                     "need %d < min_size <= max_size <= %zd (sizes outside go to numpy's "
-                     "default allocator)", 1 << NP_CLASS_BASE_LOG2,
-                     (Py_ssize_t)1 << NP_CLASS_TOP_LOG2);
+                     "need %zu <= min_size <= max_size <= %zu (sizes outside go to numpy's "
+                     "default allocator)", CP_MIN_BYTES, CP_MAX_BYTES);
         return -1;
     }
     if (isnan(max_idle) || isnan(interval) || interval > 1e9) {
@@ -259,8 +208,10 @@ static int na_init(PyObject *self, PyObject *args, PyObject *kw)
     }
     st->min_size = (size_t)min_size;
     st->max_size = (size_t)max_size;
-    st->max_idle = max_idle;
-    st->trim_interval = interval;
+    st->classes.head = NP_BLOCK_HEAD;
+    st->classes.max_idle = max_idle;
+    st->classes.trim_interval = interval;
+    st->classes.label = "numpy";
     st->dflt_capsule = PyDataMem_DefaultHandler;
     Py_INCREF(st->dflt_capsule);
     st->dflt = PyCapsule_GetPointer(st->dflt_capsule, "mem_handler");
@@ -305,28 +256,20 @@ static PyObject *na_get_stats(PyObject *self, PyObject *unused)
     NumpyAllocator *na = (NumpyAllocator *)self;
     if (!na_ready(na))
         return NULL;
-    unsigned long long acq = 0, rel = 0, hits = 0, misses = 0, out = 0, reserved = 0, ret = 0;
-    unsigned classes = 0;
+    classpools_stats_t cs;
     Py_BEGIN_ALLOW_THREADS
-    for (unsigned i = 0; i < NP_NCLASSES; i++) {
-        magpool_t *p = atomic_load_explicit(&na->st->pools[i], memory_order_acquire);
-        magpool_stats_t s;
-        if (!p || magpool_get_stats(p, &s) < 0)
-            continue;
-        classes++;
-        acq += s.acquires, rel += s.releases, hits += s.hits, misses += s.misses;
-        out += s.blocks_outstanding, reserved += s.bytes_reserved, ret += s.bytes_returned;
-    }
+    classpools_get_stats(&na->st->classes, &cs);
     Py_END_ALLOW_THREADS
     PyObject *d = PyDict_New();
     if (!d)
         return NULL;
-    if (magpool_py_put_u64(d, "pooled_allocs", acq) || magpool_py_put_u64(d, "pooled_frees", rel) ||
-        magpool_py_put_u64(d, "hits", hits) || magpool_py_put_u64(d, "misses", misses) ||
-        magpool_py_put_u64(d, "outstanding", out) ||
-        magpool_py_put_u64(d, "bytes_reserved", reserved) ||
-        magpool_py_put_u64(d, "bytes_returned", ret) ||
-        magpool_py_put_u64(d, "classes_in_use", classes) ||
+    if (magpool_py_put_u64(d, "pooled_allocs", cs.acquires) ||
+        magpool_py_put_u64(d, "pooled_frees", cs.releases) ||
+        magpool_py_put_u64(d, "hits", cs.hits) || magpool_py_put_u64(d, "misses", cs.misses) ||
+        magpool_py_put_u64(d, "outstanding", cs.outstanding) ||
+        magpool_py_put_u64(d, "bytes_reserved", cs.bytes_reserved) ||
+        magpool_py_put_u64(d, "bytes_returned", cs.bytes_returned) ||
+        magpool_py_put_u64(d, "classes_in_use", cs.classes) ||
         magpool_py_put_u64(d, "bad_frees",
                            atomic_load_explicit(&na->st->bad_tags, memory_order_relaxed)) ||
         magpool_py_put_u64(d, "min_size", na->st->min_size) ||
@@ -343,13 +286,9 @@ static PyObject *na_trim(PyObject *self, PyObject *args)
     double max_age = 0.0;
     if (!PyArg_ParseTuple(args, "|d:trim", &max_age) || !na_ready(na))
         return NULL;
-    size_t n = 0;
+    size_t n;
     Py_BEGIN_ALLOW_THREADS
-    for (unsigned i = 0; i < NP_NCLASSES; i++) {
-        magpool_t *p = atomic_load_explicit(&na->st->pools[i], memory_order_acquire);
-        if (p)
-            n += magpool_trim(p, max_age);
-    }
+    n = classpools_trim(&na->st->classes, max_age);
     Py_END_ALLOW_THREADS
     return PyLong_FromSize_t(n);
 }

@@ -142,14 +142,42 @@ def test_clear_unused_gives_idle_buffers_back():
     assert isinstance(bm.clear_unused(), int)
 
 
-def test_large_buffers_are_mapped_directly():
+def test_buffers_above_the_largest_class_are_pooled_too():
     bm = magpool.BufferManager()
-    a = bm.get_buffer(2 * magpool.BUFFER_MAX_CLASS // 8)
+    n = 2 * magpool.BUFFER_MAX_CLASS // 8
+    a = bm.get_buffer(n)
+    first = addr(a)
+    assert first % magpool.BUFFER_ALIGN == 0
     a[-1] = 1.0
     bm.release_buffer(a)
     del a
+    b = bm.get_buffer(n)
+    assert addr(b) == first          # reused, not unmapped and mapped again
     s = bm.get_stats()
-    assert s["large_gets"] == 1 and s["large_releases"] == 1
+    assert (s["big_gets"], s["big_hits"], s["big_outstanding"]) == (2, 1, 1)
+    bm.release_buffer(b)
+
+
+def test_big_buffers_respect_the_idle_cap():
+    bm = magpool.BufferManager(max_buffers=2)
+    bufs = [bm.get_buffer(300_000) for _ in range(5)]
+    for b in bufs:
+        bm.release_buffer(b)
+    del bufs, b
+    s = bm.get_stats()
+    assert s["big_outstanding"] == 0 and s["big_idle"] <= 2
+    assert bm.clear_unused(0) == s["big_idle"]
+    assert bm.get_stats()["big_idle"] == 0
+
+
+def test_buffers_above_1_gib_are_mapped_directly():
+    bm = magpool.BufferManager()
+    a = bm.get_buffer((1 << 30) + 64, dtype="uint8")   # mapped, never touched
+    a[-1] = 1
+    bm.release_buffer(a)
+    del a
+    s = bm.get_stats()
+    assert s["large_gets"] == 1 and s["large_releases"] == 1 and s["big_gets"] == 0
 
 
 def test_manager_outlives_its_arrays():

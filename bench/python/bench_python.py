@@ -1,0 +1,266 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""The Python package in the design document's scenarios (docs/python.md).
+
+  buffers  get/release of float64 buffers of 1e3, 1e5, 1e6 elements:
+           BufferManager vs np.empty / np.zeros (every page of the buffer is
+           written once, as a computation would)
+  factor   a factor loop (returns, rolling means, z-scores, cross-sectional
+           ranks over a few hundred price columns) with numpy's default
+           allocator vs the magpool numpy allocator; "large" temporaries
+           are >= 1e5 float64, "small" ones stay below the allocator's
+           min_size (left to numpy's default)
+  frames   ObjectPool of DataFrames (the document's §8 reset) vs a new
+           DataFrame each time
+
+Every cell (scenario x variant) runs in a fresh child process, so page
+faults (ru_minflt) and peak RSS (ru_maxrss) are the variant's own. A run
+measures all variants of a scenario back to back (order alternating
+between runs); the reported ratio is the median over runs of the per-run
+ratio baseline_time / magpool_time (> 1: magpool faster).
+
+usage: bench_python.py [--build DIR] [--runs N] [--quick] [--out FILE] [--plot PNG]
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# scenario -> (baseline variant, [variants], params)
+SCENARIOS = {
+    "buffers-1e3": ("np.empty", ["bufmgr", "np.empty", "np.zeros"], dict(n=1000, iters=20000)),
+    "buffers-1e5": ("np.empty", ["bufmgr", "np.empty", "np.zeros"], dict(n=100_000, iters=3000)),
+    "buffers-1e6": ("np.empty", ["bufmgr", "np.empty", "np.zeros"], dict(n=1_000_000, iters=300)),
+    "factor-large": ("default", ["magpool", "default"], dict(rows=500, cols=300, iters=20)),
+    "factor-small": ("default", ["magpool", "default"], dict(rows=20, cols=50, iters=2000)),
+    "frames": ("new", ["pool", "new"], dict(rows=1000, iters=2000)),
+}
+REPS = 5  # timed repetitions inside a child; the child reports their median
+
+
+# ---- the workloads (child side) ---------------------------------------------
+def buffers_op(variant, n):
+    import numpy as np
+    import magpool
+    if variant == "bufmgr":
+        bm = magpool.BufferManager(max_buffers=100)
+
+        def op():
+            b = bm.get_buffer(n)
+            b[::512] = 1.0
+            bm.release_buffer(b)
+    elif variant == "np.empty":
+        def op():
+            b = np.empty(n)
+            b[::512] = 1.0
+    else:
+        def op():
+            b = np.zeros(n)
+            b[::512] = 1.0
+    return op
+
+
+def factor_op(variant, rows, cols):
+    import numpy as np
+    rng = np.random.default_rng(7)
+    prices = 100.0 * np.exp(np.cumsum(rng.standard_normal((rows, cols)) * 0.01, axis=0))
+    w = min(20, rows // 2)
+
+    def op():
+        ret = np.diff(prices, axis=0) / prices[:-1]
+        cs = np.cumsum(ret, axis=0)
+        roll = (cs[w:] - cs[:-w]) / w                       # rolling mean
+        dev = ret[w:] - roll
+        z = (dev - dev.mean(axis=0)) / (dev.std(axis=0) + 1e-12)   # z-scores
+        ranks = np.argsort(np.argsort(z, axis=1), axis=1)   # cross-sectional ranks
+        score = (ranks / cols - 0.5) * np.sign(roll) + np.tanh(z) * 0.1
+        return float(score.sum())
+    return op
+
+
+def frames_op(variant, rows):
+    import numpy as np
+    import pandas as pd
+    import magpool
+    values = np.random.default_rng(3).standard_normal(rows).cumsum() + 100.0
+    if variant == "pool":
+        pool = magpool.ObjectPool(factory=lambda: pd.DataFrame(),
+                                  reset_func=lambda df: df.drop(df.index, inplace=True))
+
+        def op():
+            df = pool.acquire()
+            df["price"] = values
+            df["ret"] = df["price"].pct_change()
+            s = df["ret"].sum()
+            pool.release(df)
+            return s
+    else:
+        def op():
+            df = pd.DataFrame()
+            df["price"] = values
+            df["ret"] = df["price"].pct_change()
+            return df["ret"].sum()
+    return op
+
+
+def child(spec):
+    import resource
+    scenario, variant = spec["scenario"], spec["variant"]
+    params = dict(SCENARIOS[scenario][2])
+    iters = max(1, int(params.pop("iters") * spec["scale"]))
+    if scenario.startswith("buffers"):
+        op = buffers_op(variant, **params)
+    elif scenario.startswith("factor"):
+        op = factor_op(variant, **params)
+    else:
+        op = frames_op(variant, **params)
+    ctx = None
+    if scenario.startswith("factor") and variant == "magpool":
+        import magpool
+        ctx = magpool.numpy_allocator()
+        ctx.__enter__()
+    for _ in range(max(1, iters // 10)):  # warm-up
+        op()
+    flt0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    times = []
+    for _ in range(REPS):
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            op()
+        times.append((time.perf_counter() - t0) / iters)
+    flt = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - flt0
+    out = dict(seconds_per_op=statistics.median(times), reps=times,
+               minflt_per_op=flt / (iters * REPS),
+               maxrss_kib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, iters=iters)
+    if ctx is not None:
+        import magpool
+        out["allocator"] = magpool.default_numpy_allocator().get_stats()
+        ctx.__exit__(None, None, None)
+    json.dump(out, sys.stdout)
+
+
+# ---- the driver ---------------------------------------------------------------
+def run_cell(pythonpath, scenario, variant, scale):
+    env = dict(os.environ, PYTHONPATH=pythonpath, OMP_NUM_THREADS="1",
+               OPENBLAS_NUM_THREADS="1")
+    spec = json.dumps(dict(scenario=scenario, variant=variant, scale=scale))
+    r = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", spec],
+                       env=env, capture_output=True, text=True, check=True)
+    return json.loads(r.stdout)
+
+
+def git_describe():
+    try:
+        return subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty",
+                               "--abbrev=40"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def plot(result, png):
+    gp = shutil.which("gnuplot")
+    if not gp:
+        raise SystemExit("bench_python: gnuplot not found (scripts/deps.sh installs gnuplot-nox)")
+    rows = []
+    for sc, cell in result["scenarios"].items():
+        for v, ratio in cell["speedup_vs_baseline"].items():
+            if v != cell["baseline"]:
+                rows.append(("%s\\n%s vs %s" % (sc, v, cell["baseline"]), ratio["median"],
+                             ratio["min"], ratio["max"]))
+    data = "\n".join('"%s" %.4f %.4f %.4f' % r for r in rows)
+    script = f"""
+set terminal pngcairo size 1100,520 noenhanced font ",10"
+set output "{png}"
+set title "magpool for Python: speed-up over the baseline, same run (median of {result['runs']} runs; > 1: magpool faster)"
+set style fill solid 0.6
+set boxwidth 0.6
+set yrange [0:*]
+set grid ytics
+set xtics rotate by -30
+set ylabel "baseline time / variant time"
+set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2 lw 2
+plot "-" using 0:2:xtic(1) with boxes lc rgb "#d62728" notitle, \\
+     "-" using 0:2:3:4 with yerrorbars lc rgb "#000000" pt 0 notitle
+{data}
+e
+{data}
+e
+"""
+    subprocess.run([gp], input=script, text=True, check=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--build", default=os.path.join(ROOT, "build", "bench"),
+                    help="meson build dir with the extension (default build/bench)")
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="1/10 of the iterations, 3 runs")
+    ap.add_argument("--only", help="comma-separated scenarios")
+    ap.add_argument("--out", help="JSON file (default results/python-<time>.json)")
+    ap.add_argument("--plot", help="PNG (default docs/img/python-speedup.png)")
+    a = ap.parse_args()
+    if a.child:
+        return child(json.loads(a.child))
+    pythonpath = os.path.join(os.path.abspath(a.build), "python")
+    if not os.path.isdir(os.path.join(pythonpath, "magpool")):
+        raise SystemExit(f"bench_python: no built package in {pythonpath} "
+                         "(scripts/bench_python.sh builds it)")
+    runs = 3 if a.quick else a.runs
+    scale = 0.1 if a.quick else 1.0
+    chosen = a.only.split(",") if a.only else list(SCENARIOS)
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    import numpy
+    import pandas
+    result = dict(kind="magpool-python-bench", git=git_describe(), time=stamp, runs=runs,
+                  quick=a.quick, python=platform.python_version(), numpy=numpy.__version__,
+                  pandas=pandas.__version__, cpus=os.cpu_count(),
+                  load_before=os.getloadavg(), scenarios={})
+    for sc in chosen:
+        baseline, variants, params = SCENARIOS[sc]
+        per_run = {v: [] for v in variants}
+        cells = {v: [] for v in variants}
+        for r in range(runs):
+            order = variants if r % 2 == 0 else variants[::-1]
+            for v in order:
+                cell = run_cell(pythonpath, sc, v, scale)
+                cells[v].append(cell)
+                per_run[v].append(cell["seconds_per_op"])
+        speed = {}
+        for v in variants:
+            ratios = [b / t for b, t in zip(per_run[baseline], per_run[v])]
+            speed[v] = dict(median=statistics.median(ratios), min=min(ratios), max=max(ratios),
+                            per_run=ratios)
+        result["scenarios"][sc] = dict(
+            baseline=baseline, params=params, speedup_vs_baseline=speed,
+            seconds_per_op={v: statistics.median(per_run[v]) for v in variants},
+            minflt_per_op={v: statistics.median(c["minflt_per_op"] for c in cells[v])
+                           for v in variants},
+            maxrss_kib={v: max(c["maxrss_kib"] for c in cells[v]) for v in variants},
+            cells=cells)
+        line = "  ".join("%s %.3g us (x%.2f, %.1f flt/op, %d MiB)" % (
+            v, result["scenarios"][sc]["seconds_per_op"][v] * 1e6, speed[v]["median"],
+            result["scenarios"][sc]["minflt_per_op"][v],
+            result["scenarios"][sc]["maxrss_kib"][v] // 1024) for v in variants)
+        print(f"{sc:13s} {line}", flush=True)
+    result["load_after"] = os.getloadavg()
+    out = a.out or os.path.join(ROOT, "results", f"python-{stamp}.json")
+    with open(out, "w") as f:
+        json.dump(result, f, indent=1)
+    print("wrote", out)
+    png = a.plot or os.path.join(ROOT, "docs", "img", "python-speedup.png")
+    plot(result, png)
+    print("wrote", png)
+
+
+if __name__ == "__main__":
+    main()
