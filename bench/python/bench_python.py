@@ -3,13 +3,15 @@
 """The Python package in the design document's scenarios (docs/python.md).
 
   buffers  get/release of float64 buffers of 1e3, 1e5, 1e6 elements:
-           BufferManager vs np.empty / np.zeros (every page of the buffer is
-           written once, as a computation would)
+           BufferManager.get_buffer vs np.empty, get_buffer(zero=True) vs
+           np.zeros (every page of the buffer is written once, as a
+           computation would)
   factor   a factor loop (returns, rolling means, z-scores, cross-sectional
            ranks over a few hundred price columns) with numpy's default
            allocator vs the magpool numpy allocator; "large" temporaries
            are >= 1e5 float64, "small" ones stay below the allocator's
-           min_size (left to numpy's default)
+           min_size (left to numpy's default); factor-pandas: the same
+           with pandas (pct_change, rolling, rank)
   frames   ObjectPool of DataFrames (the document's §8 reset) vs a new
            DataFrame each time
 
@@ -17,7 +19,8 @@ Every cell (scenario x variant) runs in a fresh child process, so page
 faults (ru_minflt) and peak RSS (ru_maxrss) are the variant's own. A run
 measures all variants of a scenario back to back (order alternating
 between runs); the reported ratio is the median over runs of the per-run
-ratio baseline_time / magpool_time (> 1: magpool faster).
+ratio baseline_time / magpool_time (> 1: magpool faster), each magpool
+variant against its own baseline.
 
 usage: bench_python.py [--build DIR] [--runs N] [--quick] [--out FILE] [--plot PNG]
 """
@@ -34,14 +37,19 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# scenario -> (baseline variant, [variants], params)
+# get_buffer vs np.empty, and get_buffer(zero=True) vs np.zeros
+BUFFER_VARIANTS = {"bufmgr": "np.empty", "bufmgr-zero": "np.zeros"}
+FACTOR = {"magpool": "default"}
+# scenario -> ({magpool variant: its baseline}, params)
 SCENARIOS = {
-    "buffers-1e3": ("np.empty", ["bufmgr", "np.empty", "np.zeros"], dict(n=1000, iters=20000)),
-    "buffers-1e5": ("np.empty", ["bufmgr", "np.empty", "np.zeros"], dict(n=100_000, iters=3000)),
-    "buffers-1e6": ("np.empty", ["bufmgr", "np.empty", "np.zeros"], dict(n=1_000_000, iters=300)),
-    "factor-large": ("default", ["magpool", "default"], dict(rows=500, cols=300, iters=20)),
-    "factor-small": ("default", ["magpool", "default"], dict(rows=20, cols=50, iters=2000)),
-    "frames": ("new", ["pool", "new"], dict(rows=1000, iters=2000)),
+    "buffers-1e3": (BUFFER_VARIANTS, dict(n=1000, iters=20000)),
+    "buffers-1e5": (BUFFER_VARIANTS, dict(n=100_000, iters=3000)),
+    "buffers-1e6": (BUFFER_VARIANTS, dict(n=1_000_000, iters=300)),
+    "factor-large": (FACTOR, dict(rows=500, cols=300, iters=20)),
+    "factor-xl": (FACTOR, dict(rows=2000, cols=300, iters=5)),
+    "factor-small": (FACTOR, dict(rows=20, cols=50, iters=2000)),
+    "factor-pandas": (FACTOR, dict(rows=500, cols=300, iters=10)),
+    "frames": ({"pool": "new"}, dict(rows=1000, iters=300)),
 }
 REPS = 5  # timed repetitions inside a child; the child reports their median
 
@@ -55,6 +63,13 @@ def buffers_op(variant, n):
 
         def op():
             b = bm.get_buffer(n)
+            b[::512] = 1.0
+            bm.release_buffer(b)
+    elif variant == "bufmgr-zero":
+        bm = magpool.BufferManager(max_buffers=100)
+
+        def op():
+            b = bm.get_buffer(n, zero=True)
             b[::512] = 1.0
             bm.release_buffer(b)
     elif variant == "np.empty":
@@ -86,6 +101,22 @@ def factor_op(variant, rows, cols):
     return op
 
 
+def factor_pandas_op(variant, rows, cols):
+    import numpy as np
+    import pandas as pd
+    rng = np.random.default_rng(7)
+    prices = pd.DataFrame(100.0 * np.exp(np.cumsum(rng.standard_normal((rows, cols)) * 0.01,
+                                                   axis=0)))
+
+    def op():
+        ret = prices.pct_change()
+        roll = ret.rolling(20).mean()
+        z = (ret - roll) / ret.rolling(20).std()
+        ranks = z.rank(axis=1, pct=True)
+        return float((ranks * np.sign(roll)).sum().sum())
+    return op
+
+
 def frames_op(variant, rows):
     import numpy as np
     import pandas as pd
@@ -114,10 +145,12 @@ def frames_op(variant, rows):
 def child(spec):
     import resource
     scenario, variant = spec["scenario"], spec["variant"]
-    params = dict(SCENARIOS[scenario][2])
+    params = dict(SCENARIOS[scenario][1])
     iters = max(1, int(params.pop("iters") * spec["scale"]))
     if scenario.startswith("buffers"):
         op = buffers_op(variant, **params)
+    elif scenario == "factor-pandas":
+        op = factor_pandas_op(variant, **params)
     elif scenario.startswith("factor"):
         op = factor_op(variant, **params)
     else:
@@ -172,10 +205,9 @@ def plot(result, png):
         raise SystemExit("bench_python: gnuplot not found (scripts/deps.sh installs gnuplot-nox)")
     rows = []
     for sc, cell in result["scenarios"].items():
-        for v, ratio in cell["speedup_vs_baseline"].items():
-            if v != cell["baseline"]:
-                rows.append(("%s\\n%s vs %s" % (sc, v, cell["baseline"]), ratio["median"],
-                             ratio["min"], ratio["max"]))
+        for v, ratio in cell["speedup"].items():
+            rows.append(("%s\\n%s vs %s" % (sc, v, cell["pairs"][v]), ratio["median"],
+                         ratio["min"], ratio["max"]))
     data = "\n".join('"%s" %.4f %.4f %.4f' % r for r in rows)
     script = f"""
 set terminal pngcairo size 1100,520 noenhanced font ",10"
@@ -226,7 +258,8 @@ def main():
                   pandas=pandas.__version__, cpus=os.cpu_count(),
                   load_before=os.getloadavg(), scenarios={})
     for sc in chosen:
-        baseline, variants, params = SCENARIOS[sc]
+        pairs, params = SCENARIOS[sc]
+        variants = [x for p in pairs.items() for x in p]
         per_run = {v: [] for v in variants}
         cells = {v: [] for v in variants}
         for r in range(runs):
@@ -236,21 +269,21 @@ def main():
                 cells[v].append(cell)
                 per_run[v].append(cell["seconds_per_op"])
         speed = {}
-        for v in variants:
-            ratios = [b / t for b, t in zip(per_run[baseline], per_run[v])]
+        for v, base in pairs.items():
+            ratios = [b / t for b, t in zip(per_run[base], per_run[v])]
             speed[v] = dict(median=statistics.median(ratios), min=min(ratios), max=max(ratios),
                             per_run=ratios)
         result["scenarios"][sc] = dict(
-            baseline=baseline, params=params, speedup_vs_baseline=speed,
+            pairs=pairs, params=params, speedup=speed,
             seconds_per_op={v: statistics.median(per_run[v]) for v in variants},
             minflt_per_op={v: statistics.median(c["minflt_per_op"] for c in cells[v])
                            for v in variants},
             maxrss_kib={v: max(c["maxrss_kib"] for c in cells[v]) for v in variants},
             cells=cells)
-        line = "  ".join("%s %.3g us (x%.2f, %.1f flt/op, %d MiB)" % (
-            v, result["scenarios"][sc]["seconds_per_op"][v] * 1e6, speed[v]["median"],
-            result["scenarios"][sc]["minflt_per_op"][v],
-            result["scenarios"][sc]["maxrss_kib"][v] // 1024) for v in variants)
+        r = result["scenarios"][sc]
+        line = "  ".join("%s %.3g us (%.1f flt/op, %d MiB)%s" % (
+            v, r["seconds_per_op"][v] * 1e6, r["minflt_per_op"][v], r["maxrss_kib"][v] // 1024,
+            " x%.2f" % speed[v]["median"] if v in speed else "") for v in variants)
         print(f"{sc:13s} {line}", flush=True)
     result["load_after"] = os.getloadavg()
     out = a.out or os.path.join(ROOT, "results", f"python-{stamp}.json")

@@ -98,7 +98,7 @@ if grep -E -i 'criterion|valgrind|urcu|rumur|Program (clang|cmake)' "$T/a-setup.
 fi
 grep -q "magpool *: *YES" "$T/a-setup.log" \
   || { cat "$T/a-setup.log"; fail "a: magpool was not configured as a subproject"; }
-for part in tests stress bench fuzz verify examples; do
+for part in tests stress bench fuzz verify examples python; do
   grep -q "^ *$part *: *NO" "$T/a-setup.log" \
     || { cat "$T/a-setup.log"; fail "a: magpool's '$part' is not off in a subproject"; }
 done
@@ -117,7 +117,7 @@ step "a: the same project through the wrap file's [provide] (configure only)"
 step "b: build and install magpool into a prefix"
 P=$T/prefix
 off=()
-for part in tests stress bench fuzz verify examples; do off+=("-D$part=disabled"); done
+for part in tests stress bench fuzz verify examples python; do off+=("-D$part=disabled"); done
 "$MESON" setup "$T/b-build" "$A/subprojects/magpool" --prefix="$P" "${off[@]}" \
   >"$T/b-setup.log" 2>&1 || { cat "$T/b-setup.log"; fail "b: meson setup"; }
 ninja -C "$T/b-build" -j2 >"$T/b-build.log" 2>&1 \
