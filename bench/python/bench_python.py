@@ -16,7 +16,8 @@
            DataFrame each time
 
 Every cell (scenario x variant) runs in a fresh child process, so page
-faults (ru_minflt) and peak RSS (ru_maxrss) are the variant's own. A run
+faults (ru_minflt) and peak RSS (ru_maxrss; and its growth over the RSS
+after imports and inputs) are the variant's own. A run
 measures all variants of a scenario back to back (order alternating
 between runs); the reported ratio is the median over runs of the per-run
 ratio baseline_time / magpool_time (> 1: magpool faster), each magpool
@@ -155,6 +156,7 @@ def child(spec):
         op = factor_op(variant, **params)
     else:
         op = frames_op(variant, **params)
+    rss_setup = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # interpreter + inputs
     ctx = None
     if scenario.startswith("factor") and variant == "magpool":
         import magpool
@@ -172,7 +174,9 @@ def child(spec):
     flt = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - flt0
     out = dict(seconds_per_op=statistics.median(times), reps=times,
                minflt_per_op=flt / (iters * REPS),
-               maxrss_kib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, iters=iters)
+               maxrss_kib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+               rss_growth_kib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_setup,
+               iters=iters)
     if ctx is not None:
         import magpool
         out["allocator"] = magpool.default_numpy_allocator().get_stats()
@@ -279,10 +283,12 @@ def main():
             minflt_per_op={v: statistics.median(c["minflt_per_op"] for c in cells[v])
                            for v in variants},
             maxrss_kib={v: max(c["maxrss_kib"] for c in cells[v]) for v in variants},
+            rss_growth_kib={v: max(c["rss_growth_kib"] for c in cells[v]) for v in variants},
             cells=cells)
         r = result["scenarios"][sc]
-        line = "  ".join("%s %.3g us (%.1f flt/op, %d MiB)%s" % (
+        line = "  ".join("%s %.3g us (%.1f flt/op, peak RSS %d MiB, +%d MiB)%s" % (
             v, r["seconds_per_op"][v] * 1e6, r["minflt_per_op"][v], r["maxrss_kib"][v] // 1024,
+            r["rss_growth_kib"][v] // 1024,
             " x%.2f" % speed[v]["median"] if v in speed else "") for v in variants)
         print(f"{sc:13s} {line}", flush=True)
     result["load_after"] = os.getloadavg()

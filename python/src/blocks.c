@@ -19,7 +19,7 @@ typedef struct {
     PyObject_HEAD
     magpool_t *pool;
     size_t block_size;
-    unsigned long long collected_unreleased, released_pending, bad_releases;
+    magpool_py_counts_t counts;
 } MemoryPool;
 
 typedef struct {
@@ -33,10 +33,7 @@ static void block_dealloc(PyObject *self)
 {
     Block *b = (Block *)self;
     MemoryPool *mp = b->mp;
-    if (b->released)
-        mp->released_pending--;
-    else
-        mp->collected_unreleased++;
+    magpool_py_owner_gone(&mp->counts, b->released);
     magpool_release(mp->pool, b->data); /* wait-free */
     Py_TYPE(self)->tp_free(self);
     Py_DECREF(mp);
@@ -171,16 +168,8 @@ static PyObject *mp_release(PyObject *self, PyObject *obj)
 {
     MemoryPool *mp = (MemoryPool *)self;
     Block *b = block_of(mp, obj);
-    if (b && b->released) {
-        PyErr_SetString(magpool_PoolError, "block already released (double release)");
-        b = NULL;
-    }
-    if (!b) {
-        mp->bad_releases++;
+    if (magpool_py_mark_released(b ? &b->released : NULL, &mp->counts, "block") < 0)
         return NULL;
-    }
-    b->released = 1;
-    mp->released_pending++;
     Py_RETURN_NONE;
 }
 
@@ -228,9 +217,7 @@ static PyObject *mp_get_stats(PyObject *self, PyObject *unused)
         magpool_py_put_u64(d, "reclaims", s.reclaims) ||
         magpool_py_put_u64(d, "spilled", s.spilled) ||
         magpool_py_put_u64(d, "block_size", mp->block_size) ||
-        magpool_py_put_u64(d, "released_pending", mp->released_pending) ||
-        magpool_py_put_u64(d, "collected_unreleased", mp->collected_unreleased) ||
-        magpool_py_put_u64(d, "bad_releases", mp->bad_releases)) {
+        magpool_py_put_counts(d, &mp->counts)) {
         Py_DECREF(d);
         return NULL;
     }

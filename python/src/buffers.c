@@ -30,10 +30,7 @@ typedef struct {
     PyObject_HEAD
     magpool_bufmgr_t *bm;
     Py_ssize_t max_buffers;
-    /* Python-side counters, touched with the GIL held. */
-    unsigned long long collected_unreleased; /* arrays dropped without release_buffer */
-    unsigned long long released_pending;     /* released, a view still alive          */
-    unsigned long long bad_releases;         /* PoolError raised by release_buffer    */
+    magpool_py_counts_t counts;
     classpools_t big;                        /* buffers of 1 MiB .. 1 GiB             */
 } BufferManager;
 
@@ -64,10 +61,7 @@ static void owner_dealloc(PyObject *self)
 {
     BufferOwner *o = (BufferOwner *)self;
     BufferManager *m = o->mgr;
-    if (o->released)
-        m->released_pending--;
-    else
-        m->collected_unreleased++;
+    magpool_py_owner_gone(&m->counts, o->released);
     if (o->cls >= 0) {
         Py_BEGIN_ALLOW_THREADS
         big_release(m, (unsigned)o->cls, o->data);
@@ -303,18 +297,8 @@ static PyObject *bm_release_buffer(PyObject *self, PyObject *arr)
 {
     BufferManager *m = (BufferManager *)self;
     BufferOwner *o = owner_of(m, arr);
-    if (o && o->released) {
-        PyErr_SetString(magpool_PoolError, "buffer already released (double release)");
-        o = NULL;
-    }
-    if (!o) {
-        m->bad_releases++;
+    if (magpool_py_mark_released(o ? &o->released : NULL, &m->counts, "buffer") < 0)
         return NULL;
-    }
-    /* The memory is reused once the owner dies: at once when this array
-     * was the last reference (the caller's), later when views remain. */
-    o->released = 1;
-    m->released_pending++;
     Py_RETURN_NONE;
 }
 
@@ -358,7 +342,6 @@ static PyObject *bm_get_stats(PyObject *self, PyObject *unused)
         magpool_py_put_u64(d, "hits", s.hits) || magpool_py_put_u64(d, "misses", s.misses) ||
         magpool_py_put_u64(d, "large_gets", s.large_gets) ||
         magpool_py_put_u64(d, "large_releases", s.large_releases) ||
-        magpool_py_put_u64(d, "bad_releases", s.bad_releases + m->bad_releases) ||
         magpool_py_put_u64(d, "failed", s.failed) ||
         magpool_py_put_u64(d, "outstanding", s.outstanding) ||
         magpool_py_put_u64(d, "idle_buffers", s.idle_buffers) ||
@@ -372,8 +355,7 @@ static PyObject *bm_get_stats(PyObject *self, PyObject *unused)
         magpool_py_put_u64(d, "big_outstanding", b.outstanding) ||
         magpool_py_put_u64(d, "big_idle", b.blocks_total - b.outstanding) ||
         magpool_py_put_u64(d, "big_bytes_reserved", b.bytes_reserved) ||
-        magpool_py_put_u64(d, "released_pending", m->released_pending) ||
-        magpool_py_put_u64(d, "collected_unreleased", m->collected_unreleased) ||
+        magpool_py_put_counts(d, &m->counts) ||
         magpool_py_put_u64(d, "max_buffers", (unsigned long long)m->max_buffers)) {
         Py_DECREF(d);
         return NULL;
@@ -403,11 +385,12 @@ static PyMethodDef bm_methods[] = {
      "Give back to the OS released buffers idle for more than max_age seconds;\n"
      "returns how many."},
     {"get_stats", bm_get_stats, METH_NOARGS,
-     "get_stats() -> dict: the C manager's counters (magpool_bufmgr_stats_t),\n"
-     "hit_rate, big_* (buffers of 1 MiB..1 GiB, pooled by this type: gets,\n"
-     "hits, outstanding, idle, bytes_reserved), released_pending (released, a view still alive),\n"
-     "collected_unreleased (arrays garbage-collected without release_buffer:\n"
-     "their memory was reused anyway)."},
+     "get_stats() -> dict: the C manager's counters (magpool_bufmgr_stats_t;\n"
+     "bad_releases: the PoolErrors of release_buffer, which never passes a bad\n"
+     "pointer to C), hit_rate, big_* (buffers of 1 MiB..1 GiB, pooled by this\n"
+     "type: gets, hits, outstanding, idle, bytes_reserved), released_pending\n"
+     "(released, a view still alive), collected_unreleased (arrays garbage-\n"
+     "collected without release_buffer: their memory was reused anyway)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -49,6 +49,31 @@ extern PyTypeObject magpool_NumpyAllocator_Type;
 /* The error every misuse raises (magpool.PoolError, a ValueError). */
 extern PyObject *magpool_PoolError;
 
+/* Release bookkeeping shared by the owner types (BufferOwner, Block);
+ * touched with the GIL held. */
+typedef struct {
+    unsigned long long collected_unreleased; /* owners that died unreleased  */
+    unsigned long long released_pending;     /* released, a view still alive */
+    unsigned long long bad_releases;         /* PoolError raised by a release */
+} magpool_py_counts_t;
+
+/* A release of the owner whose flag is *released (NULL: the lookup failed
+ * and set PoolError): marks it, or raises PoolError for a double release
+ * ("<what> already released"). 0, or -1 with the error set. */
+int magpool_py_mark_released(int *released, magpool_py_counts_t *c, const char *what);
+
+/* An owner's dealloc: it was released, or is collected unreleased. */
+static inline void magpool_py_owner_gone(magpool_py_counts_t *c, int released)
+{
+    if (released)
+        c->released_pending--;
+    else
+        c->collected_unreleased++;
+}
+
+/* Add released_pending, collected_unreleased, bad_releases to dict d. */
+int magpool_py_put_counts(PyObject *d, const magpool_py_counts_t *c);
+
 /* Add a stats field to dict d; -1 with an exception set on failure. */
 int magpool_py_put_u64(PyObject *d, const char *key, unsigned long long v);
 int magpool_py_put_double(PyObject *d, const char *key, double v);

@@ -21,6 +21,31 @@ int magpool_py_put_double(PyObject *d, const char *key, double v)
     return rc;
 }
 
+int magpool_py_mark_released(int *released, magpool_py_counts_t *c, const char *what)
+{
+    if (released && *released) {
+        PyErr_Format(magpool_PoolError, "%s already released (double release)", what);
+        released = NULL;
+    }
+    if (!released) {
+        c->bad_releases++;
+        return -1;
+    }
+    /* The memory is reused once the owner dies: at once when the caller
+     * held the last reference, later when views remain. */
+    *released = 1;
+    c->released_pending++;
+    return 0;
+}
+
+int magpool_py_put_counts(PyObject *d, const magpool_py_counts_t *c)
+{
+    return magpool_py_put_u64(d, "released_pending", c->released_pending) ||
+                   magpool_py_put_u64(d, "collected_unreleased", c->collected_unreleased) ||
+                   magpool_py_put_u64(d, "bad_releases", c->bad_releases)
+               ? -1 : 0;
+}
+
 static PyObject *version(PyObject *self, PyObject *unused)
 {
     (void)self, (void)unused;
