@@ -104,6 +104,15 @@ static int mp_init(PyObject *self, PyObject *args, PyObject *kw)
     return 0;
 }
 
+/* 1, or 0 with ValueError for a pool whose __init__ never ran. */
+static int mp_ready(MemoryPool *mp)
+{
+    if (mp->pool)
+        return 1;
+    PyErr_SetString(PyExc_ValueError, "MemoryPool not initialised");
+    return 0;
+}
+
 static void mp_dealloc(PyObject *self)
 {
     MemoryPool *mp = (MemoryPool *)self;
@@ -115,8 +124,8 @@ static PyObject *mp_acquire(PyObject *self, PyObject *unused)
 {
     (void)unused;
     MemoryPool *mp = (MemoryPool *)self;
-    if (!mp->pool)
-        return PyErr_Format(PyExc_ValueError, "MemoryPool not initialised");
+    if (!mp_ready(mp))
+        return NULL;
     Block *b = PyObject_New(Block, &magpool_Block_Type);
     if (!b)
         return NULL;
@@ -177,7 +186,7 @@ static PyObject *mp_clear(PyObject *self, PyObject *args)
 {
     MemoryPool *mp = (MemoryPool *)self;
     double max_age = 0.0;
-    if (!PyArg_ParseTuple(args, "|d:clear", &max_age))
+    if (!PyArg_ParseTuple(args, "|d:clear", &max_age) || !mp_ready(mp))
         return NULL;
     size_t n;
     Py_BEGIN_ALLOW_THREADS
@@ -190,13 +199,15 @@ static PyObject *mp_get_stats(PyObject *self, PyObject *unused)
 {
     (void)unused;
     MemoryPool *mp = (MemoryPool *)self;
+    if (!mp_ready(mp))
+        return NULL;
     magpool_stats_t s;
     int rc;
     Py_BEGIN_ALLOW_THREADS
     rc = magpool_get_stats(mp->pool, &s);
     Py_END_ALLOW_THREADS
     if (rc < 0)
-        return PyErr_Format(PyExc_ValueError, "MemoryPool not initialised");
+        return PyErr_SetFromErrno(PyExc_OSError);
     PyObject *d = PyDict_New();
     if (!d)
         return NULL;

@@ -114,6 +114,15 @@ static int bm_init(PyObject *self, PyObject *args, PyObject *kw)
     return 0;
 }
 
+/* 1, or 0 with ValueError for a manager whose __init__ never ran. */
+static int bm_ready(BufferManager *m)
+{
+    if (m->bm)
+        return 1;
+    PyErr_SetString(PyExc_ValueError, "BufferManager not initialised");
+    return 0;
+}
+
 static void bm_dealloc(PyObject *self)
 {
     BufferManager *m = (BufferManager *)self;
@@ -187,6 +196,10 @@ static PyObject *bm_get_buffer(PyObject *self, PyObject *args, PyObject *kw)
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O&$p:get_buffer", kwlist, &size,
                                      PyArray_DescrConverter2, &descr, &zero))
         return NULL;
+    if (!bm_ready(m)) {
+        Py_XDECREF(descr);
+        return NULL;
+    }
     if (!descr)
         descr = PyArray_DescrFromType(NPY_FLOAT64);
     if (PyDataType_REFCHK(descr) || descr->elsize <= 0 || PyDataType_HASSUBARRAY(descr)) {
@@ -313,7 +326,8 @@ static PyObject *bm_clear_unused(PyObject *self, PyObject *args, PyObject *kw)
     static char *kwlist[] = {"max_age", NULL};
     BufferManager *m = (BufferManager *)self;
     double max_age = 60.0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|d:clear_unused", kwlist, &max_age))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|d:clear_unused", kwlist, &max_age) ||
+        !bm_ready(m))
         return NULL;
     size_t n;
     Py_BEGIN_ALLOW_THREADS
@@ -326,6 +340,8 @@ static PyObject *bm_get_stats(PyObject *self, PyObject *unused)
 {
     (void)unused;
     BufferManager *m = (BufferManager *)self;
+    if (!bm_ready(m))
+        return NULL;
     magpool_bufmgr_stats_t s;
     classpools_stats_t b;
     int rc;

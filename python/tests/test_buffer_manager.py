@@ -194,3 +194,13 @@ def test_stats_have_the_c_fields():
               "bad_releases", "failed", "outstanding", "idle_buffers", "idle_blocks",
               "bytes_reserved", "classes_in_use", "hit_rate"):
         assert k in s
+
+
+def test_a_manager_whose_init_never_ran_raises():
+    bm = magpool.BufferManager.__new__(magpool.BufferManager)
+    for call in (lambda: bm.get_buffer(10), lambda: bm.get_buffer(300_000),
+                 bm.get_stats, bm.clear_unused):
+        with pytest.raises(ValueError, match="not initialised"):
+            call()
+    with pytest.raises(magpool.PoolError):
+        bm.release_buffer(np.zeros(3))

@@ -100,3 +100,10 @@ def test_clear_gives_idle_blocks_back():
     mp = magpool.MemoryPool(4096, initial_blocks=64)
     assert mp.clear() >= 1
     assert mp.get_stats()["trims"] >= 1
+
+
+def test_a_pool_whose_init_never_ran_raises():
+    mp = magpool.MemoryPool.__new__(magpool.MemoryPool)
+    for call in (mp.acquire, mp.get_stats, mp.clear):
+        with pytest.raises(ValueError, match="not initialised"):
+            call()

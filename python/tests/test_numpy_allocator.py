@@ -171,3 +171,12 @@ def test_set_numpy_allocator_input():
     finally:
         magpool.set_numpy_allocator(prev)
     assert magpool.numpy_allocator_name() == "default_allocator"
+
+
+def test_an_allocator_whose_init_never_ran_raises():
+    na = magpool.NumpyAllocator.__new__(magpool.NumpyAllocator)
+    for call in (na.get_stats, na.trim, lambda: na.handler,
+                 lambda: magpool.set_numpy_allocator(na)):
+        with pytest.raises(ValueError, match="not initialised"):
+            call()
+    assert magpool.numpy_allocator_name() == "default_allocator"
