@@ -24,6 +24,7 @@ ratio baseline_time / magpool_time (> 1: magpool faster), each magpool
 variant against its own baseline.
 
 usage: bench_python.py [--build DIR] [--runs N] [--quick] [--out FILE] [--plot PNG]
+       bench_python.py --table RESULT.json     (the markdown table of a result)
 """
 import argparse
 import datetime
@@ -234,6 +235,28 @@ e
     subprocess.run([gp], input=script, text=True, check=True)
 
 
+def table(result):
+    """The markdown table docs/python.md and the README show."""
+    out = ["| scenario | magpool vs baseline | time per op | speed-up: median (min..max) "
+           "of %d runs | page faults per op | RSS growth MiB |" % result["runs"],
+           "|---|---|---|---|---|---|"]
+
+    def us(x):
+        return "%.0f µs" % (x * 1e6) if x >= 1e-4 else "%.3g µs" % (x * 1e6)
+    for sc, c in result["scenarios"].items():
+        for v, base in c["pairs"].items():
+            r, t, f = c["speedup"][v], c["seconds_per_op"], c["minflt_per_op"]
+            g = c.get("rss_growth_kib", {})
+            out.append("| %s | %s vs %s | %s / %s | **%.2f** (%.2f..%.2f) | %.1f / %.1f | %s |" % (
+                sc, v, base, us(t[v]), us(t[base]), r["median"], r["min"], r["max"], f[v], f[base],
+                "%.0f / %.0f" % (g[v] / 1024, g[base] / 1024) if g else "-"))
+    out.append("")
+    out.append("load average before / after: %s / %s (2 CPUs); git %s" % (
+        " ".join("%.1f" % x for x in result["load_before"]),
+        " ".join("%.1f" % x for x in result["load_after"]), result["git"][:12]))
+    return "\n".join(out)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -244,9 +267,14 @@ def main():
     ap.add_argument("--only", help="comma-separated scenarios")
     ap.add_argument("--out", help="JSON file (default results/python-<time>.json)")
     ap.add_argument("--plot", help="PNG (default docs/img/python-speedup.png)")
+    ap.add_argument("--table", metavar="RESULT.json", help="print a result's markdown table")
     a = ap.parse_args()
     if a.child:
         return child(json.loads(a.child))
+    if a.table:
+        with open(a.table) as f:
+            print(table(json.load(f)))
+        return None
     pythonpath = os.path.join(os.path.abspath(a.build), "python")
     if not os.path.isdir(os.path.join(pythonpath, "magpool")):
         raise SystemExit(f"bench_python: no built package in {pythonpath} "
@@ -296,6 +324,7 @@ def main():
     with open(out, "w") as f:
         json.dump(result, f, indent=1)
     print("wrote", out)
+    print(table(result))
     png = a.plot or os.path.join(ROOT, "docs", "img", "python-speedup.png")
     plot(result, png)
     print("wrote", png)
