@@ -15,8 +15,11 @@
  * block_size = class + 64 bytes, 64-byte aligned; the data starts at +64 so
  * it stays 64-byte aligned. Default-handler memory is asked 64 bytes
  * larger and the data starts at +64 too, so it keeps the alignment modulo
- * 64 numpy's allocator gives (a 16-byte offset put most small arrays'
- * 32-byte SIMD loads across cache lines: measurably slower loops).
+ * 64 numpy's allocator gives (a 16-byte offset would move arrays that
+ * glibc places on a cache-line boundary off it, so that their 32-byte SIMD
+ * loads straddle lines). The instruction count of a small-array loop is
+ * the same with and without the handler (callgrind, factor-small: 419k vs
+ * 422k instructions per iteration).
  *
  * Lifetime: the state lives in the handler capsule. numpy arrays allocated
  * through the handler hold references to the capsule, so its destructor —
