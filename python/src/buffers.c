@@ -414,8 +414,9 @@ PyTypeObject magpool_BufferManager_Type = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "magpool.BufferManager",
     .tp_doc = "BufferManager(max_buffers=100)\n\n"
-              "numpy arrays from magpool's C BufferManager: 64-byte aligned, reused by\n"
-              "size class, at most max_buffers released buffers kept (0: no cap).",
+              "numpy arrays from magpool's C BufferManager (above 1 MiB: size-class\n"
+              "pools of its own): 64-byte aligned, reused by size class, at most\n"
+              "max_buffers released buffers kept (0: no cap).",
     .tp_basicsize = sizeof(BufferManager),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
     .tp_new = PyType_GenericNew,
