@@ -36,8 +36,8 @@
  *
  *   input                        answer
  *   ---------------------------  ------------------------------------------
- *   NULL handle (pool, op, bm)   errno EINVAL and the neutral result: NULL,
- *                                -1, 0, "" or nothing; *_destroy(NULL) is a
+ *   NULL handle (pool, op, bm,   errno EINVAL and the neutral result: NULL,
+ *     cache)                     -1, 0, "" or nothing; *_destroy(NULL) is a
  *                                no-op, like free(NULL), errno untouched
  *   NULL block / buffer /        release: a no-op, errno untouched
  *     object on release
