@@ -305,11 +305,13 @@ HANDLE_TEST(handle_fork, the_forking_thread_keeps_using_its_handle_in_the_child)
 /* ------------------------------------------------------------- CHECKED */
 
 static magpool_error_kind_t last_kind;
+static const void *last_site; /* innermost frame of the report's site */
 static int reports;
 static void on_error(const magpool_error_t *e, void *ctx)
 {
     (void)ctx;
     last_kind = e->kind;
+    last_site = e->site && e->site_depth ? e->site[0] : NULL;
     reports++;
 }
 
@@ -343,6 +345,33 @@ BACKEND_TEST(handle_checked, double_and_wrong_pool_releases_are_detected_through
     cr_assert_eq(s.releases, 1, "[%s] a rejected release was counted", BN);
     magpool_release(q, other);
     magpool_destroy(q);
+    magpool_destroy(p);
+    magpool_set_error_handler(NULL, NULL);
+}
+
+/* A distinct, non-inlined acquiring site (as in test_diag). */
+static __attribute__((noinline)) void *acquire_here(magpool_cache_t *c)
+{
+    void *b = magpool_cache_acquire(c);
+    __asm__ volatile("" ::: "memory");
+    return b;
+}
+
+/* CHECKED records the application's call of magpool_cache_acquire as the
+ * acquire site (the route's slow path is reached by tail calls), not a
+ * frame inside the library. */
+BACKEND_TEST(handle_checked, the_acquire_site_is_the_callers)
+{
+    magpool_t *p = checked(backend);
+    magpool_cache_t *c = magpool_cache_get(p);
+    void *b = acquire_here(c);
+    cr_assert_not_null(b);
+    magpool_cache_release(c, b);
+    magpool_cache_release(c, b); /* double: reported with the acquire site */
+    cr_assert_eq(reports, 1, "[%s] %d reports", BN, reports);
+    uintptr_t lo = (uintptr_t)&acquire_here, pc = (uintptr_t)last_site;
+    cr_assert(pc > lo && pc < lo + 256, "[%s] site %p not in acquire_here (%p)", BN,
+              last_site, (void *)lo);
     magpool_destroy(p);
     magpool_set_error_handler(NULL, NULL);
 }
