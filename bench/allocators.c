@@ -21,6 +21,8 @@
  */
 bench_variant_t bench_variants[] = {
     {"magpool", KIND_POOL, MAGPOOL_LOCKFREE, NULL, NULL, NULL},
+    /* The same pool through per-thread handles (magpool_cache_get). */
+    {"magpool-handle", KIND_HANDLE, MAGPOOL_LOCKFREE, NULL, NULL, NULL},
     {"mutex", KIND_POOL, MAGPOOL_MUTEX, NULL, NULL, NULL},
     {"array", KIND_ARRAY, 0, NULL, NULL, NULL},
     {"glibc", KIND_MALLOC, 0, NULL, "libc6", NULL},
@@ -66,7 +68,7 @@ int alloc_setup(alloc_ctx_t *c, const bench_params_t *p, char *err, size_t errle
     c->size = p->block_size;
     if (c->v->kind == KIND_MALLOC)
         return check_malloc_identity(c->v, err, errlen);
-    if (c->v->kind != KIND_POOL)
+    if (c->v->kind == KIND_ARRAY)
         return 0;
     magpool_config_t cfg = magpool_config_default(p->block_size);
     cfg.backend = (magpool_backend_t)c->v->backend;
@@ -93,6 +95,8 @@ int alloc_thread_init(const alloc_ctx_t *c, alloc_thread_t *t, size_t capacity)
     memset(t, 0, sizeof *t);
     t->pool = c->pool;
     t->size = c->size;
+    if (c->v->kind == KIND_HANDLE) /* on the worker thread: its own handle */
+        return (t->cache = magpool_cache_get(c->pool)) != NULL ? 0 : -1;
     if (c->v->kind != KIND_ARRAY)
         return 0;
     /* Reserve, do not touch: pages fault in on first use, as a pool's slabs
@@ -147,7 +151,7 @@ int alloc_check(const alloc_ctx_t *c, bench_result_t *r)
                  (unsigned long long)r->acquires, (unsigned long long)r->releases);
         return -1;
     }
-    if (c->v->kind != KIND_POOL)
+    if (c->v->kind != KIND_POOL && c->v->kind != KIND_HANDLE)
         return 0;
     magpool_stats_t st;
     if (magpool_get_stats(c->pool, &st) != 0) {

@@ -4,8 +4,8 @@
  *
  * The hot loops in workloads.c are instantiated once per bench_kind_t with
  * the kind as a compile-time constant, so the switch below folds away and
- * each variant runs exactly: a direct call to magpool_acquire (static
- * library, no PLT), a call to the array free list, or a call to malloc (PLT,
+ * each variant runs exactly: a direct call to magpool_acquire or
+ * magpool_cache_acquire (static library, no PLT), a call to the array free list, or a call to malloc (PLT,
  * as every program calling malloc pays it, whichever allocator LD_PRELOAD
  * put behind it).
  */
@@ -21,6 +21,7 @@
 /* Per-thread state of one variant. */
 typedef struct alloc_thread {
     magpool_t *pool;       /* KIND_POOL: shared by all threads           */
+    magpool_cache_t *cache; /* KIND_HANDLE: this thread's handle of pool */
     size_t size;
     /* KIND_ARRAY: a stack of free blocks, refilled from a private region by
      * bumping a pointer. No sharing, no atomics: the floor. */
@@ -59,6 +60,8 @@ alloc_acquire(bench_kind_t k, alloc_thread_t *t)
     switch (k) {
     case KIND_POOL:
         return magpool_acquire(t->pool);
+    case KIND_HANDLE:
+        return magpool_cache_acquire(t->cache);
     case KIND_ARRAY:
         return array_acquire(t);
     default:
@@ -72,6 +75,9 @@ alloc_release(bench_kind_t k, alloc_thread_t *t, void *p)
     switch (k) {
     case KIND_POOL:
         magpool_release(t->pool, p);
+        break;
+    case KIND_HANDLE:
+        magpool_cache_release(t->cache, p);
         break;
     case KIND_ARRAY:
         array_release(t, p);

@@ -21,6 +21,7 @@
 /* Which code path serves acquire/release in the hot loop. */
 typedef enum {
     KIND_POOL,   /* magpool_acquire/magpool_release (either backend)      */
+    KIND_HANDLE, /* magpool_cache_acquire/_release on each thread's handle */
     KIND_ARRAY,  /* per-thread array free list compiled into the bench    */
     KIND_MALLOC  /* malloc/free; the allocator is chosen by LD_PRELOAD    */
 } bench_kind_t;

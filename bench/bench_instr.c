@@ -8,6 +8,7 @@
  *   batch512  N/512 rounds of 512 acquires then 512 releases: every round
  *             visits the depot (M = 256 for 64-byte blocks), so the depot
  *             path and its epoch read sections are in the count
+ *   hpair     as pair, through the thread's handle (magpool_cache_get once)
  * Printed as instructions per pair by scripts/instr.sh, which runs this
  * program under callgrind. Public API only, so the same file measures any
  * earlier commit (docs/benchmarks.md, "Instructions per pair").
@@ -29,6 +30,15 @@ __attribute__((noinline)) void bench_instr_region_pair(magpool_t *p, unsigned lo
         void *b = magpool_acquire(p);
         __asm__ volatile("" : : "r"(b) : "memory");
         magpool_release(p, b);
+    }
+}
+
+__attribute__((noinline)) void bench_instr_region_hpair(magpool_cache_t *c, unsigned long n)
+{
+    for (unsigned long i = 0; i < n; i++) {
+        void *b = magpool_cache_acquire(c);
+        __asm__ volatile("" : : "r"(b) : "memory");
+        magpool_cache_release(c, b);
     }
 }
 
@@ -58,10 +68,16 @@ int main(int argc, char **argv)
         bench_instr_region_batch512(p, 16 * BATCH);
     else
         bench_instr_region_pair(p, 10000);
-    if (batch)
+    if (strcmp(which, "hpair") == 0) {
+        magpool_cache_t *c = magpool_cache_get(p);
+        if (c == NULL)
+            return 2;
+        bench_instr_region_hpair(c, n);
+    } else if (batch) {
         bench_instr_region_batch512(p, n);
-    else
+    } else {
         bench_instr_region_pair(p, n);
+    }
     magpool_destroy(p);
     return 0;
 }

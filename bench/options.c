@@ -13,7 +13,7 @@ static void usage(FILE *f)
 "usage: magpool-bench [options]\n"
 "  --workloads LIST   pair,batch-lifo,batch-fifo (batch = both),prodcons,mix,\n"
 "                     growth,lat-pair,lat-batch,config  (default: all)\n"
-"  --variants LIST    magpool,mutex,array,glibc,jemalloc,mimalloc,tcmalloc\n"
+"  --variants LIST    magpool,magpool-handle,mutex,array,glibc,jemalloc,mimalloc,tcmalloc\n"
 "  --threads LIST     thread counts (default 1,2,4,8,16)\n"
 "  --lat-threads LIST thread counts of the latency workloads (default 1,2,8)\n"
 "  --config-threads LIST thread counts of the config sweep (default 1,2,8)\n"

@@ -120,10 +120,10 @@ void report_cell_table(const bench_suite_t *s, const bench_cell_t *c)
     printf("\n== %s ==\n", title);
     int lat = c->workload == WL_LAT_PAIR || c->workload == WL_LAT_BATCH;
     if (lat)
-        printf("%-9s %8s %8s %8s %9s | %8s %8s %8s %9s   (ns, acquire | release)\n", "variant",
+        printf("%-14s %8s %8s %8s %9s | %8s %8s %8s %9s   (ns, acquire | release)\n", "variant",
                "p50", "p99", "p99.9", "max", "p50", "p99", "p99.9", "max");
     else
-        printf("%-9s %9s %21s %8s %8s %8s %10s%s\n", "variant", "Mops/s", "[min .. max]",
+        printf("%-14s %9s %21s %8s %8s %8s %10s%s\n", "variant", "Mops/s", "[min .. max]",
                "ns/op", "minflt", "RSS MB", "magpool/x",
                c->workload == WL_GROWTH ? "  acq ns/blk" : "");
     for (int i = 0; i < c->nvariants; i++) {
@@ -136,18 +136,18 @@ void report_cell_table(const bench_suite_t *s, const bench_cell_t *c)
                 err = res_at(s, c, i, r)->error;
         }
         if (!good) {
-            printf("%-9s FAILED: %s\n", name, err);
+            printf("%-14s FAILED: %s\n", name, err);
             continue;
         }
         if (lat) {
-            printf("%-9s %8.1f %8.1f %8.1f %9.0f | %8.1f %8.1f %8.1f %9.0f\n", name,
+            printf("%-14s %8.1f %8.1f %8.1f %9.0f | %8.1f %8.1f %8.1f %9.0f\n", name,
                    lat_q(s, c, i, Q_P50, 0), lat_q(s, c, i, Q_P99, 0), lat_q(s, c, i, Q_P999, 0),
                    lat_q(s, c, i, Q_MAX, 0), lat_q(s, c, i, Q_P50, 1), lat_q(s, c, i, Q_P99, 1),
                    lat_q(s, c, i, Q_P999, 1), lat_q(s, c, i, Q_MAX, 1));
         } else {
             double mn, mx;
             double m = cell_metric_median(s, c, i, result_mops, &mn, &mx);
-            printf("%-9s %9.2f   [%7.2f .. %7.2f] %8.2f %8.0f %8.1f %10.2f", name, m, mn, mx,
+            printf("%-14s %9.2f   [%7.2f .. %7.2f] %8.2f %8.0f %8.1f %10.2f", name, m, mn, mx,
                    cell_metric_median(s, c, i, result_ns_per_op, NULL, NULL),
                    cell_metric_median(s, c, i, result_minflt, NULL, NULL),
                    cell_metric_median(s, c, i, result_rss_mb, NULL, NULL), run_ratio(s, c, i));
@@ -156,7 +156,7 @@ void report_cell_table(const bench_suite_t *s, const bench_cell_t *c)
             printf("\n");
         }
         if (good < s->o.runs)
-            printf("          (%d of %d runs failed: %s)\n", s->o.runs - good, s->o.runs, err);
+            printf("               (%d of %d runs failed: %s)\n", s->o.runs - good, s->o.runs, err);
     }
     fflush(stdout);
 }
@@ -169,9 +169,9 @@ void report_instr_table(const bench_suite_t *s)
     for (int i = 0; i < s->ninstr; i++) {
         const bench_instr_t *x = &s->instr[i];
         if (x->per_pair >= 0)
-            printf("%-9s %5zu B %8.1f\n", bench_variants[x->variant].name, x->size, x->per_pair);
+            printf("%-14s %5zu B %8.1f\n", bench_variants[x->variant].name, x->size, x->per_pair);
         else
-            printf("%-9s %5zu B   unavailable: %s\n", bench_variants[x->variant].name, x->size,
+            printf("%-14s %5zu B   unavailable: %s\n", bench_variants[x->variant].name, x->size,
                    x->why);
     }
     fflush(stdout);

@@ -33,7 +33,7 @@ conserve)
             --sizes 64 >"$tmp/out" 2>"$tmp/err"; then
         echo "a leaked block went unnoticed"; cat "$tmp/out"; exit 1
     fi
-    for v in magpool mutex array glibc; do
+    for v in magpool magpool-handle mutex array glibc; do
         grep -q "^$v .*FAILED: lost blocks" "$tmp/out" || {
             echo "no lost-block report for $v"; cat "$tmp/out"; exit 1; }
     done

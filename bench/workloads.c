@@ -414,9 +414,11 @@ INLINE void wl_lat_batch(bench_kind_t k, worker_t *w)
         pair_n(K, w, n);                                                          \
     }
 void bench_instr_region_pool(worker_t *w, uint64_t n);
+void bench_instr_region_handle(worker_t *w, uint64_t n);
 void bench_instr_region_array(worker_t *w, uint64_t n);
 void bench_instr_region_malloc(worker_t *w, uint64_t n);
 INSTR_REGION(pool, KIND_POOL)
+INSTR_REGION(handle, KIND_HANDLE)
 INSTR_REGION(array, KIND_ARRAY)
 INSTR_REGION(malloc, KIND_MALLOC)
 
@@ -502,6 +504,8 @@ INLINE void worker_body(bench_kind_t k, worker_t *w)
     if (w->p->instr_pairs) {
         if (k == KIND_POOL)
             bench_instr_region_pool(w, w->p->instr_pairs);
+        else if (k == KIND_HANDLE)
+            bench_instr_region_handle(w, w->p->instr_pairs);
         else if (k == KIND_ARRAY)
             bench_instr_region_array(w, w->p->instr_pairs);
         else
@@ -523,6 +527,10 @@ INLINE void worker_body(bench_kind_t k, worker_t *w)
 static __attribute__((noinline)) void worker_body_pool(worker_t *w)
 {
     worker_body(KIND_POOL, w);
+}
+static __attribute__((noinline)) void worker_body_handle(worker_t *w)
+{
+    worker_body(KIND_HANDLE, w);
 }
 static __attribute__((noinline)) void worker_body_array(worker_t *w)
 {
@@ -583,6 +591,9 @@ static void *worker_main(void *arg)
         switch (w->ctx->v->kind) {
         case KIND_POOL:
             worker_body_pool(w);
+            break;
+        case KIND_HANDLE:
+            worker_body_handle(w);
             break;
         case KIND_ARRAY:
             worker_body_array(w);

@@ -8,8 +8,12 @@
  * misaligned / other pool's, only on CHECKED pools, where it must be
  * reported, never crash and never change the stats), trim, clear, stats
  * (whose invariants are checked), leak report, thread flush, destroy and
- * re-create. Every block handed out is filled with a tag and checked before
- * release, so a block handed out twice is found. Everything is released and
+ * re-create. Opcode bit 4 sends acquires, releases and double releases
+ * through the thread's per-thread handle of the pool (magpool_cache_get), so
+ * plain and handle calls interleave on the same caches; opcode 15 with it
+ * checks that the handle stays the same. Every block handed out is filled
+ * with a tag and checked before release, so a block handed out twice is
+ * found. Everything is released and
  * destroyed at the end: the ASan leak checker sees no leak.
  *
  * Build and run: scripts/fuzz.sh (see docs/diagnostics.md).
@@ -33,6 +37,7 @@ struct held {
 
 struct fpool {
     magpool_t *p;
+    magpool_cache_t *c;    /* this thread's handle of p */
     magpool_config_t cfg;
     struct held h[NHELD];
     size_t n;
@@ -100,25 +105,32 @@ static void make(struct fpool *f, struct in *in)
     char name[32];
     snprintf(name, sizeof name, "fuzz%u", k & 0xff);
     magpool_set_name(f->p, name);
+    f->c = magpool_cache_get(f->p);
+    if (f->c == NULL)
+        die("cache_get failed");
 }
 
-static void release_one(struct fpool *f, size_t i)
+static void release_one(struct fpool *f, size_t i, bool via_handle)
 {
     struct held *h = &f->h[i];
     size_t bs = f->cfg.block_size;
     for (size_t j = 0; j < bs; j++)
         if (h->b[j] != (uint8_t)(h->tag + j))
             die("block content changed while held: handed out twice?");
-    magpool_release(f->p, h->b);
+    if (via_handle)
+        magpool_cache_release(f->c, h->b);
+    else
+        magpool_release(f->p, h->b);
     f->h[i] = f->h[--f->n];
 }
 
 static void drop(struct fpool *f)
 {
     while (f->n)
-        release_one(f, f->n - 1);
+        release_one(f, f->n - 1, f->n % 2);
     magpool_destroy(f->p);
     f->p = NULL;
+    f->c = NULL; /* invalid with its pool */
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -135,13 +147,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct fpool *f = &pools[(op >> 5) % NPOOLS];
         struct fpool *g = &pools[((op >> 5) + 1) % NPOOLS];
         bool checked = (f->cfg.flags & MAGPOOL_CHECKED) != 0;
+        bool via_handle = (op & 16) != 0;
         uint64_t before = reports;
         switch (op & 15) {
         case 0: case 1: case 2: case 3: { /* acquire */
             if (f->n == NHELD)
                 break;
             errno = 0;
-            unsigned char *b = magpool_acquire(f->p);
+            unsigned char *b = via_handle ? magpool_cache_acquire(f->c) : magpool_acquire(f->p);
             if (b == NULL) {
                 if (errno != ENOMEM)
                     die("acquire failed without ENOMEM");
@@ -160,7 +173,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         case 4: case 5: case 6: /* release */
             if (f->n)
-                release_one(f, get(&in) % f->n);
+                release_one(f, get(&in) % f->n, via_handle);
             break;
         case 7: /* misuse, CHECKED pools only (fast mode: undefined behaviour) */
             if (!checked)
@@ -170,10 +183,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 if (f->n == 0)
                     break;
                 void *b = f->h[f->n - 1].b;
-                release_one(f, f->n - 1);
+                release_one(f, f->n - 1, via_handle);
                 magpool_stats_t s0, s1;
                 magpool_get_stats(f->p, &s0);
-                magpool_release(f->p, b);
+                if (via_handle)
+                    magpool_cache_release(f->c, b);
+                else
+                    magpool_release(f->p, b);
                 magpool_get_stats(f->p, &s1);
                 if (reports == before || s1.releases != s0.releases)
                     die("double release not rejected");
@@ -229,6 +245,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 15:
             if (magpool_block_size(f->p) != f->cfg.block_size)
                 die("block_size");
+            if (via_handle && magpool_cache_get(f->p) != f->c)
+                die("cache_get gave another handle on the same thread");
             break;
         }
     }

@@ -18,7 +18,9 @@
  *                     acquire release clear/trim set_trim get_stats report destroy
  *   magpool_acquire      X       X        X         X        X        X       -
  *   magpool_release      X       X        X         X        X        X       -
- *   (the _bulk and _zeroed variants are like the call they batch / wrap)
+ *   (the _bulk and _zeroed variants are like the call they batch / wrap;
+ *   magpool_cache_acquire / _release like acquire / release, each handle
+ *   used by the thread that got it)
  *   clear/trim           X       X        X         X        X        X       -
  *   set_trim_interval    X       X        X         X        X        X       -
  *   get_stats            X       X        X         X        X        X       -
@@ -34,8 +36,8 @@
  *
  *   input                        answer
  *   ---------------------------  ------------------------------------------
- *   NULL handle (pool, op, bm)   errno EINVAL and the neutral result: NULL,
- *                                -1, 0, "" or nothing; *_destroy(NULL) is a
+ *   NULL handle (pool, op, bm,   errno EINVAL and the neutral result: NULL,
+ *     cache)                     -1, 0, "" or nothing; *_destroy(NULL) is a
  *                                no-op, like free(NULL), errno untouched
  *   NULL block / buffer /        release: a no-op, errno untouched
  *     object on release
@@ -373,6 +375,76 @@ MAGPOOL_API void *magpool_acquire_zeroed(magpool_t *pool) MAGPOOL_MALLOC_ATTR;
 #define magpool_new0(pool, type)   ((type *)magpool_acquire_zeroed(pool))
 #define magpool_delete(pool, ptr)  magpool_release((pool), (ptr))
 
+/*
+ * Per-thread handles (after DPDK's rte_mempool_cache; added after 0.2.0).
+ *
+ *   magpool_cache_t *c = magpool_cache_get(pool);   once per thread
+ *   if (c == NULL) ...                               errno: EINVAL / ENOMEM
+ *   for (;;) {
+ *       struct order *o = magpool_cache_acquire(c);
+ *       ...
+ *       magpool_cache_release(c, o);
+ *   }
+ *
+ * A handle is the calling thread's cache of the pool, bound once: its
+ * acquire and release are magpool_acquire / magpool_release without finding
+ * that cache (a thread-local directory lookup) on every call, about a third
+ * of the plain calls' instructions (docs/benchmarks.md, "Cost account of the
+ * fast path"). They behave exactly as the plain calls on the same pool from
+ * the same thread — same blocks, statistics, cap and steal of parked blocks,
+ * trim, fork and thread-exit behaviour, the same CHECKED checks with the
+ * caller recorded as the acquire site — and may be mixed freely with them
+ * and with the bulk calls. A block acquired through a handle may be
+ * released by any thread (with magpool_release, or that thread's handle).
+ *
+ * Every mode has handles: in the mutex backend and the diagnostic modes
+ * (MAGPOOL_CHECKED, ASan / valgrind, passthrough) a handle simply routes
+ * each call to the normal path, at the normal path's price.
+ *
+ * Validity: a handle belongs to the thread that got it and the pool it came
+ * from. It stays valid until that thread exits or the pool is destroyed,
+ * whichever comes first; after that, using it is undefined (like a pointer
+ * into freed memory), as is using it from another thread — except that
+ * MAGPOOL_CHECKED mode detects the latter: the call is refused and reported
+ * (MAGPOOL_ERR_WRONG_THREAD; acquire returns NULL, release leaves the block
+ * outstanding, errno EINVAL). In the mutex backend a pool has one handle,
+ * which any thread may use. After fork() the thread that forked keeps using
+ * its handles in the child. Calling magpool_cache_get again on the same
+ * thread returns the same handle (cheaply: it is one lookup).
+ *
+ * The handle is opaque: its layout is no part of the ABI promise, and a
+ * program compiled against this header works with every later library.
+ */
+/** A thread's handle of one pool (opaque). */
+typedef struct magpool_cache magpool_cache_t;
+
+/**
+ * The calling thread's handle of @p pool, made on first use.
+ * @return the handle, or NULL with errno:
+ *   - EINVAL: pool is NULL;
+ *   - ENOMEM: no memory for the thread's cache.
+ * Thread-safe.
+ */
+MAGPOOL_API magpool_cache_t *magpool_cache_get(magpool_t *pool) MAGPOOL_NODISCARD;
+
+/**
+ * magpool_acquire() on the handle's pool, from its thread.
+ * @return a block, or NULL with errno: EINVAL (cache is NULL; CHECKED: the
+ *         handle of another thread), ENOMEM (as magpool_acquire).
+ * Only on the thread that got @p cache; lock-free as magpool_acquire.
+ */
+MAGPOOL_API void *magpool_cache_acquire(magpool_cache_t *cache) MAGPOOL_MALLOC_ATTR;
+
+/**
+ * magpool_release() to the handle's pool, from its thread: @p block may
+ * come from any thread's acquire on the same pool. block == NULL is a no-op;
+ * cache == NULL: errno EINVAL, nothing released. Foreign and double
+ * releases: as magpool_release (undefined in fast mode, detected and
+ * reported in CHECKED mode).
+ * Only on the thread that got @p cache; wait-free on the fast path.
+ */
+MAGPOOL_API void magpool_cache_release(magpool_cache_t *cache, void *block);
+
 /**
  * Give all idle memory back: same as magpool_trim(pool, 0).
  * @return number of blocks whose memory went back to the OS (0 also for
@@ -614,9 +686,12 @@ typedef enum {
     MAGPOOL_ERR_STATE,               /**< a block handed out while marked
                                           acquired: pool state damaged (by a
                                           wild write), never by misuse alone    */
-    MAGPOOL_ERR_REENTRY              /**< a call made while the same thread was
+    MAGPOOL_ERR_REENTRY,             /**< a call made while the same thread was
                                           inside magpool (a signal handler):
                                           refused (since 0.2)                   */
+    MAGPOOL_ERR_WRONG_THREAD         /**< a magpool_cache_t used on a thread
+                                          that did not get it: refused (added
+                                          after 0.2.0)                          */
 } magpool_error_kind_t;
 
 /** One report, passed to the error handler; valid during the call only. */

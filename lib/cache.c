@@ -27,40 +27,6 @@
 
 #include "internal.h"
 
-/*
- * Measurement-only switches (scripts/cost_account.sh; docs/benchmarks.md,
- * "Cost account of the fast path"). Each removes one ingredient of the
- * single-block fast path so that its price can be measured:
- *
- *   MAGPOOL_MEASURE_NO_STATS      no per-thread acquires/releases counter
- *   MAGPOOL_MEASURE_NO_HANDSHAKE  no busy store before and after, no steal
- *                                 check (the slow paths still enter/leave)
- *   MAGPOOL_MEASURE_NO_LOOKUP     no thread-directory lookup: the cache is
- *                                 p->measure_tc, bound by the first thread
- *                                 that takes the slow path, as a per-thread
- *                                 handle would be (one load off p more)
- *   MAGPOOL_MEASURE_NO_NULLCHECK  no NULL test of the pool or of the block
- *
- * A library built with any of them is INCORRECT BY CONSTRUCTION and must
- * never be the default or be installed: without the handshake a steal
- * (at the cap, trim, fork) races the owner and hands blocks out twice;
- * without the counters the statistics are wrong; without the lookup one
- * thread's cache serves every thread of the pool (valid at one thread
- * only) and other modes are found on the slow path; without the NULL test
- * magpool_release(p, NULL) stores NULL into a magazine. With none defined,
- * the code below is exactly the product's (scripts/instr.sh: same counts).
- */
-#if defined(MAGPOOL_MEASURE_NO_STATS) || defined(MAGPOOL_MEASURE_NO_HANDSHAKE) || \
-    defined(MAGPOOL_MEASURE_NO_LOOKUP) || defined(MAGPOOL_MEASURE_NO_NULLCHECK)
-#warning "magpool: MAGPOOL_MEASURE_* build: incorrect by construction, for scripts/cost_account.sh only"
-#endif
-
-#ifdef MAGPOOL_MEASURE_NO_STATS
-#define fast_count(c) ((void)0)
-#else
-#define fast_count(c) counter_inc(c)
-#endif
-
 static inline void cache_enter(struct tcache *tc)
 {
     /* relaxed + compiler barrier: the hardware StoreLoad ordering against the
@@ -82,6 +48,8 @@ static inline bool steal_pending(struct tcache *tc)
      * steal, so a cache the stealer touched is seen as it left it. */
     return atomic_load_acquire(&tc->steal) != 0;
 }
+
+#include "cache_measure.h" /* the fast path's ingredients, by name */
 
 /* A stealer is at work on this cache: step aside until it is done. */
 static noinline void wait_out_steal(magpool_t *p, struct tcache *tc)
@@ -210,20 +178,9 @@ static void release_spill(magpool_t *p, void *block)
     pthread_mutex_unlock(&p->grow_lock);
 }
 
-#ifdef MAGPOOL_MEASURE_NO_LOOKUP
-static noinline void *measure_bind_acquire(magpool_t *p);
-static noinline void measure_bind_release(magpool_t *p, void *block);
-#endif
-
 /* busy == 1 on entry. */
 static noinline void *cache_acquire_slow(magpool_t *p, struct tcache *tc)
 {
-#ifdef MAGPOOL_MEASURE_NO_LOOKUP
-    if (tc == &magpool_measure_unbound) {
-        cache_leave(tc);
-        return measure_bind_acquire(p);
-    }
-#endif
     for (;;) {
         if (steal_pending(tc)) {
             wait_out_steal(p, tc);
@@ -260,13 +217,6 @@ static noinline void *cache_acquire_slow(magpool_t *p, struct tcache *tc)
 /* busy == 1 on entry. */
 static noinline void cache_release_slow(magpool_t *p, struct tcache *tc, void *block)
 {
-#ifdef MAGPOOL_MEASURE_NO_LOOKUP
-    if (tc == &magpool_measure_unbound) {
-        cache_leave(tc);
-        measure_bind_release(p, block);
-        return;
-    }
-#endif
     for (;;) {
         if (steal_pending(tc)) {
             wait_out_steal(p, tc);
@@ -319,54 +269,54 @@ static noinline void release_attach(magpool_t *p, void *block)
     cache_release_slow(p, tc, block);
 }
 
-/* The fast path proper, once the thread's cache of p is known. */
-#ifndef MAGPOOL_MEASURE_NO_HANDSHAKE
-static inline void *cache_acquire_tc(magpool_t *p, struct tcache *tc)
+/* The fast path proper, once the thread's cache (or a handle's route
+ * object, which has no rounds and no room) is known. cache_pop: a block,
+ * busy == 0; or NULL (never a block): the slow path's turn, busy == 1.
+ * cache_push: true, done; false, the slow path's turn. (No out-parameter:
+ * an address-taken local gives the caller a stack frame under ASan, which
+ * ends the tail calls CHECKED's acquire sites rely on.) */
+static inline void *cache_pop(struct tcache *tc)
 {
-    cache_enter(tc);
-    if (likely(!steal_pending(tc)) && likely(tc->lrounds > 0)) {
+    fast_enter(tc);
+    if (likely(!fast_stopped(tc)) && likely(tc->lrounds > 0)) {
         void *b = tc->loaded->rounds[--tc->lrounds];
         fast_count(&tc->acquires);
-        cache_leave(tc);
+        fast_leave(tc);
+        if (b == NULL) /* never: no path stores NULL into a magazine */
+            __builtin_unreachable(); /* lets the caller's NULL test fold */
         return b;
     }
+    fast_to_slow(tc);
+    return NULL;
+}
+
+static inline bool cache_push(struct tcache *tc, void *block)
+{
+    fast_enter(tc);
+    if (likely(!fast_stopped(tc)) && likely(tc->lrounds < tc->mrounds)) {
+        tc->loaded->rounds[tc->lrounds++] = block;
+        fast_count(&tc->releases);
+        fast_leave(tc);
+        return true;
+    }
+    fast_to_slow(tc);
+    return false;
+}
+
+static inline void *cache_acquire_tc(magpool_t *p, struct tcache *tc)
+{
+    void *b = cache_pop(tc);
+    if (likely(b != NULL))
+        return b;
     return cache_acquire_slow(p, tc);
 }
 
 static inline void cache_release_tc(magpool_t *p, struct tcache *tc, void *block)
 {
-    cache_enter(tc);
-    if (likely(!steal_pending(tc)) && likely(tc->lrounds < tc->mrounds)) {
-        tc->loaded->rounds[tc->lrounds++] = block;
-        fast_count(&tc->releases);
-        cache_leave(tc);
+    if (likely(cache_push(tc, block)))
         return;
-    }
     cache_release_slow(p, tc, block);
 }
-#else /* measurement only: no busy stores, no steal check on the fast path */
-static inline void *cache_acquire_tc(magpool_t *p, struct tcache *tc)
-{
-    if (likely(tc->lrounds > 0)) {
-        void *b = tc->loaded->rounds[--tc->lrounds];
-        fast_count(&tc->acquires);
-        return b;
-    }
-    cache_enter(tc); /* the slow path expects busy == 1 */
-    return cache_acquire_slow(p, tc);
-}
-
-static inline void cache_release_tc(magpool_t *p, struct tcache *tc, void *block)
-{
-    if (likely(tc->lrounds < tc->mrounds)) {
-        tc->loaded->rounds[tc->lrounds++] = block;
-        fast_count(&tc->releases);
-        return;
-    }
-    cache_enter(tc);
-    cache_release_slow(p, tc, block);
-}
-#endif
 
 static inline void *cache_acquire_fast(magpool_t *p)
 {
@@ -438,44 +388,6 @@ static noinline void release_miss(magpool_t *p, void *block)
         release_other(p, block);
 }
 
-#ifdef MAGPOOL_MEASURE_NO_LOOKUP
-/* Measurement only: p->measure_tc is the unbound placeholder (no rounds, no
- * room), so the fast path falls here; bind the calling thread's cache of a
- * plain lock-free pool to p (other modes stay unbound, always here). */
-struct tcache magpool_measure_unbound;
-
-static struct tcache *measure_bind(magpool_t *p)
-{
-    if (p->mode != MODE_LOCKFREE)
-        return NULL;
-    struct tcache *tc = tcache_lookup(p);
-    if (tc == NULL)
-        tc = registry_tcache_slow(p);
-    if (tc != NULL)
-        p->measure_tc = tc;
-    return tc;
-}
-
-static noinline void *measure_bind_acquire(magpool_t *p)
-{
-    if (measure_bind(p) == NULL)
-        return p->mode == MODE_LOCKFREE ? acquire_uncached(p) : acquire_other(p);
-    return magpool_acquire(p);
-}
-
-static noinline void measure_bind_release(magpool_t *p, void *block)
-{
-    if (measure_bind(p) == NULL) {
-        if (p->mode == MODE_LOCKFREE)
-            release_spill(p, block);
-        else
-            release_other(p, block);
-        return;
-    }
-    magpool_release(p, block);
-}
-#endif
-
 /*
  * The public fast path. p->fast_slot is the pool's slot for a plain
  * lock-free pool and UINT32_MAX for every other mode, so one bounds check
@@ -484,33 +396,25 @@ static noinline void measure_bind_release(magpool_t *p, void *block)
  */
 MAGPOOL_API void *magpool_acquire(magpool_t *p)
 {
-#ifndef MAGPOOL_MEASURE_NO_NULLCHECK
-    if (unlikely(p == NULL)) {
+    if (fast_null(p)) {
         errno = EINVAL;
         return NULL;
     }
-#endif
-#ifdef MAGPOOL_MEASURE_NO_LOOKUP
-    return cache_acquire_tc(p, p->measure_tc); /* unbound: measure_bind_* */
-#else
     struct tdir *d = magpool_tls_dir;
     uint32_t s = p->fast_slot;
     if (likely(s < d->cap && d->e[s].uid == p->uid))
         return cache_acquire_tc(p, d->e[s].tc);
     return acquire_miss(p);
-#endif
 }
 
 MAGPOOL_API void magpool_release(magpool_t *p, void *block)
 {
-#ifndef MAGPOOL_MEASURE_NO_NULLCHECK
-    if (unlikely(block == NULL))
+    if (fast_null(block))
         return;
-    RETURN_IF_NULL(p, );
-#endif
-#ifdef MAGPOOL_MEASURE_NO_LOOKUP
-    cache_release_tc(p, p->measure_tc, block);
-#else
+    if (fast_null(p)) {
+        errno = EINVAL;
+        return;
+    }
     struct tdir *d = magpool_tls_dir;
     uint32_t s = p->fast_slot;
     if (likely(s < d->cap && d->e[s].uid == p->uid)) {
@@ -518,7 +422,68 @@ MAGPOOL_API void magpool_release(magpool_t *p, void *block)
         return;
     }
     release_miss(p, block);
-#endif
+}
+
+/* ------------------------------------------------------ per-thread handles */
+
+/*
+ * magpool_cache_acquire / magpool_cache_release: the fast path above
+ * without the NULL test of the pool and the directory lookup. A handle of a
+ * plain lock-free pool is the thread's struct tcache itself
+ * (magpool_cache_get, handle.c), so the call goes straight to its line. In
+ * every other mode it is a route object (internal.h): no rounds, no room,
+ * steal word STEAL_ROUTE, so the same fast path always falls through to
+ * the slow path, which sends it to the pool's normal path (handle.c). The
+ * route test costs nothing until then.
+ */
+/* Reached by a tail call (as acquire_other above): the return address is
+ * the application's call site, which CHECKED records; computing it in the
+ * public function would cost that function a stack frame. */
+static noinline void *handle_acquire_slow(struct tcache *tc)
+{
+    /* relaxed: a route object's steal word never changes; a real cache's
+     * is read again (acquire) by the slow path. */
+    if (likely(atomic_load_relaxed(&tc->steal) != STEAL_ROUTE))
+        return cache_acquire_slow(tc->pool, tc); /* busy == 1 */
+    cache_leave(tc);
+    return handle_route_acquire(tc, __builtin_return_address(0));
+}
+
+static noinline void handle_release_slow(struct tcache *tc, void *block)
+{
+    if (likely(atomic_load_relaxed(&tc->steal) != STEAL_ROUTE)) {
+        cache_release_slow(tc->pool, tc, block);
+        return;
+    }
+    cache_leave(tc);
+    handle_route_release(tc, block, __builtin_return_address(0));
+}
+
+MAGPOOL_API void *magpool_cache_acquire(magpool_cache_t *c)
+{
+    struct tcache *tc = (struct tcache *)c;
+    if (fast_null(tc)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    void *b = cache_pop(tc);
+    if (likely(b != NULL))
+        return b;
+    return handle_acquire_slow(tc);
+}
+
+MAGPOOL_API void magpool_cache_release(magpool_cache_t *c, void *block)
+{
+    struct tcache *tc = (struct tcache *)c;
+    if (fast_null(block))
+        return;
+    if (fast_null(tc)) {
+        errno = EINVAL;
+        return;
+    }
+    if (likely(cache_push(tc, block)))
+        return;
+    handle_release_slow(tc, block);
 }
 
 /* ------------------------------------------------------------ bulk calls */

@@ -607,6 +607,8 @@ static const char *kind_text(magpool_error_kind_t k)
     case MAGPOOL_ERR_STATE:              return "block handed out while marked acquired (memory corruption?)";
     case MAGPOOL_ERR_REENTRY:            return "call made while the same thread was inside magpool "
                                                 "(from a signal handler?); refused";
+    case MAGPOOL_ERR_WRONG_THREAD:       return "per-thread handle (magpool_cache_t) used on a thread "
+                                                "that did not get it; refused";
     }
     return "error";
 }
@@ -706,6 +708,12 @@ static void report_simple(magpool_t *p, magpool_error_kind_t kind, const void *b
 }
 
 /* ------------------------------------------------------ block contents */
+
+/* handle.c: a magpool_cache_t used on a thread that did not get it. */
+void diag_report_wrong_thread(magpool_t *p, const void *block)
+{
+    report_simple(p, MAGPOOL_ERR_WRONG_THREAD, block, 0, 0);
+}
 
 static inline uint64_t *site_word(magpool_t *p, void *b)
 {

@@ -3,7 +3,10 @@
  * magpool internals: every type shared between lib/ files, in one place
  * (after mimalloc's types.h). Layers, top to bottom (docs/design.md):
  *
- *   cache.c       per-thread cache of two magazines per pool (fast path)
+ *   cache.c       per-thread cache of two magazines per pool (fast path,
+ *                 plain calls and per-thread handles)
+ *   handle.c      per-thread handles: binding, and the route of the modes
+ *                 the handle's fast path does not serve
  *   tcache.c      thread caches' life cycle: attach, detach, fork child
  *   steal.c       taking rounds out of other threads' caches (asymmetric
  *                 fence: membarrier)
@@ -274,6 +277,15 @@ extern bool magpool_test_lock_asserts_off hidden;
  * One thread's cache of one pool. The first line is written only by the
  * owning thread, except `steal`, which a stealer sets under the pool's growth
  * lock (see cache.c for the protocol).
+ *
+ * A struct tcache is also what magpool_cache_get() hands out as the
+ * program's magpool_cache_t (cache.c, "Per-thread handles"): the thread's own
+ * cache of a plain lock-free pool, or a route object: a struct tcache with
+ * no magazines (lrounds = mrounds = 0), on no list, whose steal word is
+ * STEAL_ROUTE for good, so the handle's fast path (which goes to its slow
+ * path on any nonzero steal word) always sends its calls to the normal path
+ * of the pool's mode (handle.c). A real cache's steal word is 0 or 1 (a
+ * steal pending): its owner's busy flag is written by its owner only.
  */
 struct tcache {
     _Alignas(MAGPOOL_DESTRUCTIVE)
@@ -296,7 +308,13 @@ struct tcache {
     ck_epoch_record_t *reader;  /* this thread's reader in p's epoch domain */
     uint32_t diag_depth;        /* CHECKED: calls of the owner in progress   */
     bool victim;                /* steal in progress (reg_lock)             */
+    /* handle.c: a real cache of a diagnostic pool: its owner's route object
+     * (made by magpool_cache_get, freed with the cache), else NULL; a route
+     * object: the real cache it stands for (NULL: the mutex backend's). */
+    struct tcache *handle_route;
+    struct tcache *route_of;
 };
+#define STEAL_ROUTE 2u  /* a route object's steal word (never a real cache's) */
 
 /* ------------------------------------------------------------------ pool */
 
@@ -321,9 +339,6 @@ struct magpool {
     uint32_t slot;              /* index in the registry / thread directories */
     uint32_t fast_slot;         /* slot if mode == MODE_LOCKFREE, else UINT32_MAX */
     uint64_t uid;               /* never reused, tells pool incarnations apart */
-#ifdef MAGPOOL_MEASURE_NO_LOOKUP
-    struct tcache *measure_tc;  /* measurement only (cache.c): the bound cache */
-#endif
     size_t block_size;
     size_t max_blocks;          /* 0 = unlimited                            */
     size_t initial_blocks;
@@ -333,6 +348,8 @@ struct magpool {
     struct depot depot;         /* lock-free backend                        */
     struct epoch_domain epoch;  /* reclamation of the depot's magazines     */
     struct mutex_pool mp;       /* mutex backend                            */
+    struct tcache route;        /* mutex backend: the one magpool_cache_t of
+                                   every thread (STEAL_ROUTE, no magazines) */
     struct slab_set slabs;
 
     /* Growth lock: growth, steals, clear, the spill set. Lock order: the
@@ -427,6 +444,8 @@ size_t diag_report_leaks(magpool_t *p, FILE *out);
 void  *diag_acquire(magpool_t *p, void *caller);
 extern void (*magpool_test_diag_inside_hook)(void) hidden;
 void   diag_release(magpool_t *p, void *block, void *caller);
+/* handle.c: report a handle used on another thread (errno EINVAL). */
+void   diag_report_wrong_thread(magpool_t *p, const void *block);
 /* Mutex backend, CHECKED: may the free list's next link be followed? */
 bool   diag_link_ok(magpool_t *p, void *next);
 bool   diag_env_on(const char *name);         /* set, non-empty and not "0" */
@@ -456,6 +475,12 @@ void   diag_leak_report(magpool_t *p, size_t count, const void *block, uint32_t 
 void  *cache_acquire_lockfree(magpool_t *p);          /* diag.c's way in     */
 void   cache_release_lockfree(magpool_t *p, void *block);
 int    cache_grow_locked(magpool_t *p);                 /* pool.c create      */
+/* handle.c: what handle calls on a STEAL_ROUTE cache do (the pool's normal
+ * path, after CHECKED's same-thread check); caller = the application's
+ * call site. */
+void  *handle_route_acquire(struct tcache *tc, void *caller);
+void   handle_route_release(struct tcache *tc, void *block, void *caller);
+void   handle_route_init(magpool_t *p);                 /* pool.c create      */
 
 /* tcache.c: thread caches' life cycle */
 struct tcache *cache_attach(magpool_t *p);              /* registry.c         */
@@ -514,11 +539,6 @@ static inline bool tdir_has(const struct tdir *d, const magpool_t *p)
 {
     return p->slot < d->cap && d->e[p->slot].uid == p->uid;
 }
-
-#ifdef MAGPOOL_MEASURE_NO_LOOKUP
-/* Measurement only (cache.c): p->measure_tc before a cache is bound. */
-extern struct tcache magpool_measure_unbound hidden;
-#endif
 
 /* The calling thread's cache of p if it has one, else NULL (no allocation). */
 static inline struct tcache *tcache_lookup(const magpool_t *p)

@@ -241,9 +241,7 @@ magpool_t *pool_create_hooked(const magpool_config_t *cfg, const struct pool_hoo
     /* Only plain lock-free pools may match a thread-directory entry on the
      * public fast path (cache.c); every other mode takes the miss path. */
     p->fast_slot = p->mode == MODE_LOCKFREE ? p->slot : UINT32_MAX;
-#ifdef MAGPOOL_MEASURE_NO_LOOKUP
-    p->measure_tc = &magpool_measure_unbound; /* measurement only (cache.c) */
-#endif
+    handle_route_init(p);
     return p;
 }
 

@@ -101,11 +101,8 @@ static void detach_locked(magpool_t *p, struct tcache *tc, bool give_back)
     if (tc->next)
         tc->next->prev = tc->prev;
     p->nthreads--;
-#ifdef MAGPOOL_MEASURE_NO_LOOKUP
-    if (p->measure_tc == tc) /* measurement only (cache.c) */
-        p->measure_tc = &magpool_measure_unbound;
-#endif
     epoch_reader_put(tc->reader);
+    free(tc->handle_route); /* handle.c; NULL for most */
     /* relaxed loads: tc's owner is the caller (or gone); the counters only
      * need their final values. */
     p->retired_acquires += atomic_load_relaxed(&tc->acquires);
@@ -128,6 +125,7 @@ void cache_free_all(magpool_t *p)
     struct tcache *tc = p->tcaches;
     while (tc) {
         struct tcache *next = tc->next;
+        free(tc->handle_route);
         free(tc);
         tc = next;
     }

@@ -21,6 +21,18 @@
  * checked (outstanding 0, acquires - releases == 0, failed == the failures
  * the threads saw: one per failed call); in the capped phase one bulk call
  * must then get the whole cap — parked blocks included.
+ *
+ * --handles 1: the single acquires and releases go through per-thread
+ * handles (magpool_cache_get), mixed with the plain bulk calls, and each
+ * worker's steps run in --generations successive threads: every generation
+ * binds its own handle, and exits with blocks parked in its cache while the
+ * other workers acquire at the cap, steal and clear — thread exit racing
+ * steals and trims. A generation's blocks (held, stamped) pass to the next.
+ *
+ * --borrow 1 (must fail): workers 0 and 1 use the main thread's handle
+ * instead of their own — the misuse magpool.h forbids. TSan must report the
+ * data race on that cache; MAGPOOL_CHECKED must refuse and report every
+ * call (MAGPOOL_ERR_WRONG_THREAD). Proof that both can see it.
  */
 #include "harness.h"
 
@@ -45,6 +57,8 @@ typedef struct phase {
 
 typedef struct worker {
     magpool_t *pool;
+    magpool_cache_t *cache;    /* --handles: the running generation's */
+    magpool_cache_t *borrowed; /* --borrow: the main thread's, misused */
     const phase_t *ph;
     h_barrier_t *start, *stop;
     _Atomic(batch_t *) *inbox; /* [threads]: inbox[i] belongs to thread i */
@@ -53,6 +67,21 @@ typedef struct worker {
 } worker_t;
 
 static double opt_max_bulk = 600, opt_clear_every = 4096;
+static double opt_handles = 0, opt_generations = 4, opt_borrow = 0;
+
+/* The single calls: through the thread's handle in --handles mode. */
+static void *acquire_one(worker_t *w)
+{
+    return w->cache ? magpool_cache_acquire(w->cache) : magpool_acquire(w->pool);
+}
+
+static void release_one(worker_t *w, void *p)
+{
+    if (w->cache)
+        magpool_cache_release(w->cache, p);
+    else
+        magpool_release(w->pool, p);
+}
 
 static held_t held_of(void *p, uint64_t tag, uint64_t seq)
 {
@@ -75,7 +104,7 @@ static void release_checked(worker_t *w, held_t *v, unsigned n, bool bulk, h_rng
         magpool_release_bulk(w->pool, ptrs, k);
     } else {
         for (unsigned i = 0; i < k; i++)
-            magpool_release(w->pool, ptrs[i]);
+            release_one(w, ptrs[i]);
     }
 }
 
@@ -91,23 +120,29 @@ static void drain_inbox(worker_t *w, h_rng_t *rng)
     free(b);
 }
 
-static void *worker_main(void *arg)
+/* What a worker holds, carried from one generation (thread) to the next. */
+typedef struct wstate {
+    held_t *held;
+    void **tmp;
+    unsigned n;
+    uint64_t seq;
+    h_rng_t rng;
+} wstate_t;
+
+/* Steps [from, to) of worker w. */
+static void run_steps(worker_t *w, wstate_t *st, uint64_t from, uint64_t to)
 {
-    worker_t *w = arg;
     const uint64_t tag = H_TAG(w->id, 0);
-    held_t *held = calloc(MAXH, sizeof *held);
-    void **tmp = calloc(MAXH, sizeof *tmp);
-    if (!held || !tmp)
-        H_DIE("out of memory");
-    h_rng_t rng = h_rng_seed(w->id, 7);
-    unsigned n = 0;
-    uint64_t seq = 0;
+    held_t *held = st->held;
+    void **tmp = st->tmp;
+    h_rng_t rng = st->rng;
+    unsigned n = st->n;
+    uint64_t seq = st->seq;
     const unsigned max_bulk = (unsigned)opt_max_bulk;
     const uint64_t clear_every = (uint64_t)opt_clear_every;
     const bool capped = w->ph->cap != 0;
 
-    h_barrier_wait(w->start);
-    for (uint64_t step = 0; step < H.ops; step++) {
+    for (uint64_t step = from; step < to; step++) {
         drain_inbox(w, &rng);
         if (w->id == 0 && clear_every && step % clear_every == clear_every - 1)
             magpool_clear(w->pool);
@@ -131,8 +166,7 @@ static void *worker_main(void *arg)
         } else if (r < 40 && n < MAXH) {
             bool zeroed = r & 1;
             errno = 0;
-            unsigned char *p = zeroed ? magpool_acquire_zeroed(w->pool)
-                                      : magpool_acquire(w->pool);
+            unsigned char *p = zeroed ? magpool_acquire_zeroed(w->pool) : acquire_one(w);
             if (p == NULL) {
                 CHECK(capped && errno == ENOMEM, "%s: acquire failed, errno %d", w->ph->name,
                       errno);
@@ -182,12 +216,58 @@ static void *worker_main(void *arg)
             }
         }
     }
+    st->rng = rng;
+    st->n = n;
+    st->seq = seq;
+}
+
+struct generation {
+    worker_t *w;
+    wstate_t *st;
+    uint64_t from, to;
+};
+
+/* One generation of a --handles worker: its own thread and handle. It
+ * exits with whatever its cache holds (the exit flush gives it back). */
+static void *generation_main(void *arg)
+{
+    struct generation *g = arg;
+    g->w->cache = g->w->borrowed ? g->w->borrowed : magpool_cache_get(g->w->pool);
+    CHECK(g->w->cache != NULL, "magpool_cache_get: errno %d", errno);
+    if (g->w->cache != NULL)
+        run_steps(g->w, g->st, g->from, g->to);
+    g->w->cache = NULL;
+    return NULL;
+}
+
+static void *worker_main(void *arg)
+{
+    worker_t *w = arg;
+    wstate_t st = { .held = calloc(MAXH, sizeof(held_t)), .tmp = calloc(MAXH, sizeof(void *)),
+                    .rng = h_rng_seed(w->id, 7) };
+    if (!st.held || !st.tmp)
+        H_DIE("out of memory");
+
+    h_barrier_wait(w->start);
+    if (opt_handles == 0) {
+        run_steps(w, &st, 0, H.ops);
+    } else {
+        uint64_t gens = (uint64_t)opt_generations;
+        for (uint64_t k = 0; k < gens; k++) {
+            struct generation g = { w, &st, H.ops * k / gens, H.ops * (k + 1) / gens };
+            pthread_t t;
+            int rc = pthread_create(&t, NULL, generation_main, &g);
+            if (rc != 0)
+                H_DIE("pthread_create: %s", strerror(rc));
+            pthread_join(t, NULL);
+        }
+    }
     /* Nobody hands off after this barrier: one last drain empties the inbox. */
     h_barrier_wait(w->stop);
-    drain_inbox(w, &rng);
-    release_checked(w, held, n, true, &rng);
-    free(held);
-    free(tmp);
+    drain_inbox(w, &st.rng);
+    release_checked(w, st.held, st.n, true, &st.rng);
+    free(st.held);
+    free(st.tmp);
     return NULL;
 }
 
@@ -201,10 +281,11 @@ static void run_phase(const phase_t *ph)
     worker_t *w = calloc(H.threads, sizeof *w);
     if (!w || !inbox)
         H_DIE("out of memory");
+    magpool_cache_t *mine = opt_borrow ? magpool_cache_get(pool) : NULL;
     for (unsigned i = 0; i < H.threads; i++) {
         atomic_init(&inbox[i], NULL);
         w[i] = (worker_t){ .pool = pool, .ph = ph, .start = &start, .stop = &stop,
-                           .inbox = inbox, .id = i };
+                           .inbox = inbox, .id = i, .borrowed = i < 2 ? mine : NULL };
     }
     h_run_threads(H.threads, worker_main, w, sizeof *w);
     uint64_t failed = 0;
@@ -245,6 +326,11 @@ int main(int argc, char **argv)
         { "max-bulk", "largest bulk acquire (blocks)", &opt_max_bulk },
         { "clear-every", "thread 0 clears the pool every N steps (0: never)",
           &opt_clear_every },
+        { "handles", "1: single calls through per-thread handles, workers in generations",
+          &opt_handles },
+        { "generations", "--handles: threads per worker, one after the other", &opt_generations },
+        { "borrow", "1: workers 0 and 1 misuse the main thread's handle (must fail)",
+          &opt_borrow },
         { NULL, NULL, NULL },
     };
     h_parse(argc, argv,
@@ -254,6 +340,10 @@ int main(int argc, char **argv)
             extra);
     if (opt_max_bulk < 1 || opt_max_bulk > MAXH)
         H_DIE("--max-bulk must be in [1, %d]", MAXH);
+    if (opt_generations < 1 || opt_generations > 1000)
+        H_DIE("--generations must be in [1, 1000]");
+    if (opt_borrow && !opt_handles)
+        H_DIE("--borrow needs --handles 1");
     const phase_t phases[] = {
         { "open", 0, 0 },
         { "capped", (size_t)200 * H.threads, 16 },

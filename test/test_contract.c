@@ -125,6 +125,9 @@ static intptr_t interval_then_stop(double interval, double age)
     X(c33, "magpool_release_bulk",            "NULL pool",              (magpool_release_bulk(NULL, V, 1), 0),                    W_ZERO,    EINVAL) \
     X(c34, "magpool_acquire_zeroed",          "NULL pool",              (intptr_t)magpool_acquire_zeroed(NULL),                   W_ZERO,    EINVAL) \
     X(c35, "magpool_bufmgr_capacity",         "NULL manager",           (intptr_t)magpool_bufmgr_capacity(NULL, foreign),         W_ZERO,    EINVAL) \
+    X(c36, "magpool_cache_get",               "NULL pool",              (intptr_t)magpool_cache_get(NULL),                        W_ZERO,    EINVAL) \
+    X(c37, "magpool_cache_acquire",           "NULL handle",            (intptr_t)magpool_cache_acquire(NULL),                    W_ZERO,    EINVAL) \
+    X(c38, "magpool_cache_release",           "NULL handle",            (magpool_cache_release(NULL, foreign), 0),                W_ZERO,    EINVAL) \
     X(n05, "magpool_acquire_bulk",            "NULL array, n 1",        magpool_acquire_bulk(P, NULL, 1),                         W_MINUS1,  EINVAL) \
     X(n06, "magpool_release_bulk",            "NULL array, n 1",        (magpool_release_bulk(P, NULL, 1), 0),                    W_ZERO,    EINVAL) \
     X(n07, "magpool_bufmgr_capacity",         "NULL buffer",            (intptr_t)magpool_bufmgr_capacity(BM, NULL),              W_ZERO,    EINVAL) \
@@ -135,6 +138,7 @@ static intptr_t interval_then_stop(double interval, double age)
     X(n02, "magpool_objpool_release",         "NULL object",            (magpool_objpool_release(OP, NULL), 0),                   W_ZERO,    KEEP)   \
     X(n03, "magpool_bufmgr_release",          "NULL buffer",            (magpool_bufmgr_release(BM, NULL), 0),                    W_ZERO,    KEEP)   \
     X(n04, "magpool_bufmgr_release_checked",  "NULL buffer",            magpool_bufmgr_release_checked(BM, NULL),                 W_ZERO,    KEEP)   \
+    X(n09, "magpool_cache_release",           "NULL block",             (magpool_cache_release(magpool_cache_get(P), NULL), 0),   W_ZERO,    KEEP)   \
     X(o01, "magpool_get_stats",               "NULL out",               magpool_get_stats(P, NULL),                               W_MINUS1,  EINVAL) \
     X(o02, "magpool_objpool_get_stats",       "NULL out",               magpool_objpool_get_stats(OP, NULL),                      W_MINUS1,  EINVAL) \
     X(o03, "magpool_bufmgr_get_stats",        "NULL out",               magpool_bufmgr_get_stats(BM, NULL),                       W_MINUS1,  EINVAL) \
