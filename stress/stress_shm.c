@@ -1,0 +1,368 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * stress_shm: the cross-process shared pool under load, and under kill -9.
+ *
+ *   stress_shm [--procs P] [--threads T] [--seconds S] [--kill-ms K]
+ *              [--max-blocks N] [--block-size B] [--seed X]
+ *
+ * P worker processes (0: the threads run in this process; that is what the
+ * TSan build runs, since TSan cannot see across processes) of T threads
+ * each, attached by name, for S seconds. Each thread repeatedly: acquires a
+ * block, stamps it (the whole block: a token derived from its worker,
+ * thread and sequence) and enqueues it into a ring; dequeues a block that
+ * some thread of some process produced, checks the stamp is intact (a block
+ * handed out twice, or written by two owners, tears it), poisons it and
+ * releases it; sometimes keeps a few blocks for a while or releases directly.
+ *
+ * --kill-ms K: every K ms (+-50%) a random worker process is killed with
+ * SIGKILL and a new one started; the parent also runs recovery and returns
+ * orphans while the others keep running.
+ *
+ * At the end the workers stop (SIGTERM: finish the step, give everything
+ * back, detach), the parent recovers, drains the rings and returns orphans,
+ * and then the accounting must be exact: every one of the max_blocks blocks
+ * acquirable exactly once by the parent (distinct addresses), stats showing
+ * free + cached + held + orphans == committed with no orphans and no held
+ * blocks left. A watchdog (SIGALRM) turns a hang into a failure.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <magpool_shm.h>
+
+static struct {
+    int procs, threads, kill_ms;
+    double seconds;
+    size_t max_blocks, block_size;
+    unsigned seed;
+    char name[64];
+} opt = {4, 2, 0, 2.0, 8192, 64, 1, ""};
+
+static atomic_ulong failures;
+static atomic_int stop;
+
+#define CHECK(cond, ...)                                                                      \
+    do {                                                                                      \
+        if (!(cond)) {                                                                        \
+            if (atomic_fetch_add(&failures, 1) < 20) {                                        \
+                fprintf(stderr, "stress_shm[%d] %s:%d: CHECK(%s) failed: ", (int)getpid(),    \
+                        __FILE__, __LINE__, #cond);                                           \
+                fprintf(stderr, __VA_ARGS__);                                                 \
+                fputc('\n', stderr);                                                          \
+            }                                                                                 \
+        }                                                                                     \
+    } while (0)
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static uint64_t xorshift(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+/* The ownership stamp over the whole block: word 0 the token, every other
+ * word token ^ its index. */
+static void stamp_block(void *b, uint64_t token)
+{
+    uint64_t *w = b;
+    size_t n = opt.block_size / 8;
+    w[0] = token;
+    for (size_t i = 1; i < n; i++)
+        w[i] = token ^ i;
+}
+
+static bool stamp_intact(const void *b)
+{
+    const uint64_t *w = b;
+    size_t n = opt.block_size / 8;
+    for (size_t i = 1; i < n; i++)
+        if (w[i] != (w[0] ^ i))
+            return false;
+    return w[0] != 0;
+}
+
+struct worker {
+    magpool_shm_t *pool;
+    unsigned id;
+};
+
+#define KEEP 8
+
+static void *worker_thread(void *arg)
+{
+    struct worker *w = arg;
+    magpool_shm_t *pool = w->pool;
+    unsigned rings = 2;
+    uint64_t rng = (uint64_t)w->id * 0x9e3779b97f4a7c15u + opt.seed + 1, seq = 0;
+    void *kept[KEEP];
+    int nkept = 0;
+    while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
+        uint64_t r = xorshift(&rng);
+        void *b = magpool_shm_acquire(pool);
+        if (b) {
+            stamp_block(b, ((uint64_t)w->id << 40) | ++seq);
+            if (r & 1) {
+                if (magpool_shm_ring_enqueue(pool, (unsigned)(r >> 8) % rings, b) != 0) {
+                    CHECK(errno == EAGAIN, "enqueue: %s", strerror(errno));
+                    CHECK(magpool_shm_release(pool, b) == 0, "release after full ring: %s",
+                          strerror(errno));
+                }
+            } else if (nkept < KEEP) {
+                kept[nkept++] = b;
+            } else {
+                CHECK(magpool_shm_release(pool, b) == 0, "release: %s", strerror(errno));
+            }
+        } else {
+            CHECK(errno == ENOMEM, "acquire: %s", strerror(errno));
+        }
+        for (int k = 0; k < 2; k++) {
+            void *d = magpool_shm_ring_dequeue(pool, (unsigned)(r >> (16 + k)) % rings);
+            if (!d) {
+                CHECK(errno == EAGAIN, "dequeue: %s", strerror(errno));
+                continue;
+            }
+            CHECK(stamp_intact(d), "torn stamp in dequeued block %p: %016" PRIx64, d,
+                  *(uint64_t *)d);
+            memset(d, 0, 8);
+            CHECK(magpool_shm_release(pool, d) == 0, "release dequeued: %s", strerror(errno));
+        }
+        if (nkept && (r >> 40) % 4 == 0) {
+            void *k = kept[--nkept];
+            CHECK(stamp_intact(k), "torn stamp in kept block");
+            CHECK(magpool_shm_release(pool, k) == 0, "release kept: %s", strerror(errno));
+        }
+    }
+    while (nkept)
+        CHECK(magpool_shm_release(pool, kept[--nkept]) == 0, "final release: %s",
+              strerror(errno));
+    return NULL;
+}
+
+static void run_threads(magpool_shm_t *pool, unsigned base_id)
+{
+    pthread_t th[64];
+    struct worker w[64];
+    int n = opt.threads > 64 ? 64 : opt.threads;
+    for (int i = 0; i < n; i++) {
+        w[i] = (struct worker){pool, base_id + (unsigned)i};
+        pthread_create(&th[i], NULL, worker_thread, &w[i]);
+    }
+    for (int i = 0; i < n; i++)
+        pthread_join(th[i], NULL);
+}
+
+static void *run_threads_main(void *pool)
+{
+    run_threads(pool, 0);
+    return NULL;
+}
+
+static void on_term(int sig)
+{
+    (void)sig;
+    atomic_store(&stop, 1);
+}
+
+/* A worker process: attach by name, run, give back, detach. */
+static int worker_process(unsigned id)
+{
+    magpool_shm_t *pool = magpool_shm_attach(opt.name, opt.block_size);
+    if (!pool) {
+        fprintf(stderr, "stress_shm: worker attach: %s\n", strerror(errno));
+        return 2;
+    }
+    run_threads(pool, id * 64);
+    CHECK(magpool_shm_detach(pool) == 0, "detach: %s", strerror(errno));
+    return atomic_load(&failures) ? 1 : 0;
+}
+
+static pid_t spawn(unsigned id)
+{
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(worker_process(id));
+    return pid;
+}
+
+static void watchdog(int sig)
+{
+    (void)sig;
+    static const char msg[] = "stress_shm: WATCHDOG: no progress, hang\n";
+    (void)!write(2, msg, sizeof msg - 1);
+    _exit(3);
+}
+
+/* The final accounting, in the parent, with every worker gone. */
+static void check_accounting(magpool_shm_t *pool)
+{
+    magpool_shm_recover(pool);
+    for (unsigned r = 0; r < 2; r++) {
+        void *d;
+        while ((d = magpool_shm_ring_dequeue(pool, r)) != NULL) {
+            CHECK(stamp_intact(d), "torn stamp in a block left in ring %u", r);
+            CHECK(magpool_shm_release(pool, d) == 0, "drain release: %s", strerror(errno));
+        }
+    }
+    long orphans = magpool_shm_reclaim_orphans(pool);
+    CHECK(orphans >= 0, "reclaim: %s", strerror(errno));
+    magpool_shm_stats_t st;
+    CHECK(magpool_shm_stats(pool, &st, sizeof st) == 0, "stats");
+    printf("stress_shm: end: committed %" PRIu64 " free %" PRIu64 " cached %" PRIu64
+           " held %" PRIu64 " orphans %" PRIu64 " in_rings %" PRIu64
+           " | recovered procs %" PRIu64 " mutex repairs %" PRIu64 " ring drops %" PRIu64
+           " orphans returned at end %ld\n",
+           st.committed, st.free, st.cached, st.held, st.orphans, st.in_rings,
+           st.procs_recovered, st.repairs, st.ring_dropped, orphans);
+    CHECK(st.free + st.cached + st.held + st.orphans == st.committed, "stats do not add up");
+    CHECK(st.held == 0 && st.orphans == 0 && st.in_rings == 0, "blocks unaccounted for");
+    CHECK(st.procs == 1, "%" PRIu64 " processes still registered", st.procs);
+    /* Exactness: every block comes out exactly once. */
+    void **all = calloc(opt.max_blocks + 1, sizeof *all);
+    size_t n = 0;
+    while (n <= opt.max_blocks && (all[n] = magpool_shm_acquire(pool)) != NULL)
+        n++;
+    CHECK(n == opt.max_blocks, "acquired %zu of %zu blocks at the end", n, opt.max_blocks);
+    uint8_t *seen = calloc(opt.max_blocks, 1);
+    /* Distinct: sort-free check through the offsets' block numbers. */
+    uint64_t off0 = UINT64_MAX, stride = (opt.block_size + 63) / 64 * 64;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t off = magpool_shm_offset(pool, all[i]);
+        CHECK(magpool_shm_block(pool, off) == all[i], "offset round trip");
+        if (off < off0)
+            off0 = off;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint64_t b = (magpool_shm_offset(pool, all[i]) - off0) / stride;
+        CHECK(b < opt.max_blocks && !seen[b], "block %" PRIu64 " handed out twice", b);
+        if (b < opt.max_blocks)
+            seen[b] = 1;
+    }
+    for (size_t i = 0; i < n; i++)
+        magpool_shm_release(pool, all[i]);
+    free(seen);
+    free(all);
+}
+
+static void parse(int argc, char **argv)
+{
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const char *k = argv[i], *v = argv[i + 1];
+        if (!strcmp(k, "--procs"))
+            opt.procs = atoi(v);
+        else if (!strcmp(k, "--threads"))
+            opt.threads = atoi(v);
+        else if (!strcmp(k, "--seconds"))
+            opt.seconds = atof(v);
+        else if (!strcmp(k, "--kill-ms"))
+            opt.kill_ms = atoi(v);
+        else if (!strcmp(k, "--max-blocks"))
+            opt.max_blocks = strtoull(v, NULL, 10);
+        else if (!strcmp(k, "--block-size"))
+            opt.block_size = strtoull(v, NULL, 10);
+        else if (!strcmp(k, "--seed"))
+            opt.seed = (unsigned)strtoul(v, NULL, 10);
+        else {
+            fprintf(stderr, "usage: stress_shm [--procs P] [--threads T] [--seconds S] "
+                            "[--kill-ms K] [--max-blocks N] [--block-size B] [--seed X]\n");
+            exit(2);
+        }
+    }
+    if (opt.block_size < 16 || opt.procs < 0 || opt.procs > 32 || opt.threads < 1) {
+        fprintf(stderr, "stress_shm: bad options\n");
+        exit(2);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    parse(argc, argv);
+    snprintf(opt.name, sizeof opt.name, "/magpool-stress-%d", (int)getpid());
+    signal(SIGALRM, watchdog);
+    alarm((unsigned)opt.seconds + 60);
+    magpool_shm_config_t cfg;
+    magpool_shm_config_init(&cfg, sizeof cfg, opt.block_size);
+    cfg.max_blocks = opt.max_blocks;
+    cfg.initial_blocks = 64;
+    cfg.grow_blocks = 128;
+    cfg.cache_size = 32;
+    cfg.rings = 2;
+    cfg.ring_size = 256;
+    magpool_shm_t *pool = magpool_shm_create(opt.name, &cfg, sizeof cfg);
+    if (!pool) {
+        fprintf(stderr, "stress_shm: create: %s\n", strerror(errno));
+        return 2;
+    }
+    /* Inherited by every worker before it can receive the final SIGTERM. */
+    signal(SIGTERM, on_term);
+    uint64_t rng = opt.seed * 2654435761u + 7;
+    unsigned kills = 0, spawned = 0;
+    if (opt.procs == 0) {
+        /* The threads run in this process; this thread stops them. */
+        struct timespec ts = {(time_t)opt.seconds,
+                              (long)((opt.seconds - (double)(time_t)opt.seconds) * 1e9)};
+        pthread_t th;
+        pthread_create(&th, NULL, run_threads_main, pool);
+        nanosleep(&ts, NULL);
+        atomic_store(&stop, 1);
+        pthread_join(th, NULL);
+    } else {
+        pid_t pids[32];
+        for (int i = 0; i < opt.procs; i++)
+            pids[i] = spawn(spawned++);
+        double end = now_s() + opt.seconds;
+        while (now_s() < end) {
+            if (opt.kill_ms <= 0) {
+                usleep(20000);
+                continue;
+            }
+            unsigned ms = (unsigned)opt.kill_ms / 2 + (unsigned)(xorshift(&rng) % (unsigned)opt.kill_ms);
+            usleep(ms * 1000);
+            int victim = (int)(xorshift(&rng) % (unsigned)opt.procs);
+            kill(pids[victim], SIGKILL);
+            int status;
+            waitpid(pids[victim], &status, 0);
+            CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+                  "worker died on its own before the kill (status %#x)", status);
+            kills++;
+            pids[victim] = spawn(spawned++);
+            /* The survivors' view: recover the dead, return orphans. */
+            CHECK(magpool_shm_recover(pool) >= 0, "recover: %s", strerror(errno));
+            if (kills % 4 == 0)
+                CHECK(magpool_shm_reclaim_orphans(pool) >= 0, "reclaim: %s", strerror(errno));
+        }
+        for (int i = 0; i < opt.procs; i++)
+            kill(pids[i], SIGTERM);
+        for (int i = 0; i < opt.procs; i++) {
+            int status;
+            waitpid(pids[i], &status, 0);
+            CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "worker %d ended with status %#x", i, status);
+        }
+    }
+    check_accounting(pool);
+    printf("stress_shm: %d procs x %d threads, %.1f s, %u kills, %u workers started: %lu "
+           "failures\n",
+           opt.procs, opt.threads, opt.seconds, kills, spawned, atomic_load(&failures));
+    magpool_shm_detach(pool);
+    magpool_shm_unlink(opt.name);
+    return atomic_load(&failures) ? 1 : 0;
+}
