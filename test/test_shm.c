@@ -1,0 +1,461 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The cross-process shared pool (include/magpool_shm.h): create and attach,
+ * bad parameters and their errno, permissions, bounds checks, ownership
+ * across processes, recovery of a killed process and of a killed mutex
+ * holder, and readers of a corrupted or fuzzed segment that must not crash.
+ * White-box (static archive): the robust-mutex test holds the segment lock
+ * directly, and the fuzz tests write into the segment's internals.
+ */
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <magpool_shm.h>
+
+#include "shm_internal.h"
+
+static char name[64];
+
+static void fresh_name(void)
+{
+    static int n;
+    snprintf(name, sizeof name, "/magpool-test-%d-%d", (int)getpid(), n++);
+    shm_unlink(name);
+}
+
+static magpool_shm_t *make(size_t bs, size_t max)
+{
+    fresh_name();
+    magpool_shm_config_t c;
+    cr_assert_eq(magpool_shm_config_init(&c, sizeof c, bs), 0);
+    c.max_blocks = max;
+    c.initial_blocks = max < 64 ? max : 64;
+    c.grow_blocks = 64;
+    c.cache_size = 8;
+    c.rings = 2;
+    c.ring_size = 16;
+    magpool_shm_t *p = magpool_shm_create(name, &c, sizeof c);
+    cr_assert_not_null(p, "create: %s", strerror(errno));
+    return p;
+}
+
+static void done(magpool_shm_t *p)
+{
+    cr_assert_eq(magpool_shm_detach(p), 0);
+    cr_assert_eq(magpool_shm_unlink(name), 0);
+}
+
+static magpool_shm_stats_t stats(magpool_shm_t *p)
+{
+    magpool_shm_stats_t st;
+    cr_assert_eq(magpool_shm_stats(p, &st, sizeof st), 0);
+    return st;
+}
+
+Test(shm, create_acquire_release_and_attach_by_name)
+{
+    magpool_shm_t *p = make(100, 256);
+    cr_assert_eq(magpool_shm_block_size(p), 100);
+    void *b = magpool_shm_acquire(p);
+    cr_assert_not_null(b);
+    cr_assert_eq((uintptr_t)b % 64, 0, "blocks are 64-byte aligned");
+    memset(b, 0xab, 100);
+    magpool_shm_t *q = magpool_shm_attach(name, 100);
+    cr_assert_not_null(q, "attach: %s", strerror(errno));
+    /* The same block at another address, found by offset. */
+    uint64_t off = magpool_shm_offset(p, b);
+    unsigned char *bq = magpool_shm_block(q, off);
+    cr_assert_not_null(bq);
+    cr_assert_neq((void *)bq, b, "two mappings, two addresses");
+    cr_assert_eq(bq[99], 0xab);
+    cr_assert_eq(stats(q).procs, 2);
+    /* Released through the other handle (another process slot). */
+    cr_assert_eq(magpool_shm_release(q, bq), 0);
+    cr_assert_eq(magpool_shm_release(p, b), -1, "already released");
+    cr_assert_eq(errno, EINVAL);
+    cr_assert_eq(magpool_shm_detach(q), 0);
+    magpool_shm_stats_t st = stats(p);
+    cr_assert_eq(st.free + st.cached, st.committed);
+    cr_assert_eq(st.held + st.orphans, 0);
+    done(p);
+}
+
+Test(shm, bad_parameters_are_refused_with_einval)
+{
+    magpool_shm_config_t c;
+    cr_assert_eq(magpool_shm_config_init(NULL, sizeof c, 64), -1);
+    cr_assert_eq(magpool_shm_config_init(&c, 3, 64), -1);
+    cr_assert_eq(errno, EINVAL);
+    const char *bad_names[] = {NULL, "", "/", "noslash", "/a/b"};
+    magpool_shm_config_init(&c, sizeof c, 64);
+    for (size_t i = 0; i < sizeof bad_names / sizeof *bad_names; i++) {
+        errno = 0;
+        cr_assert_null(magpool_shm_create(bad_names[i], &c, sizeof c));
+        cr_assert_eq(errno, EINVAL, "name %zu", i);
+        cr_assert_null(magpool_shm_attach(bad_names[i], 64));
+        cr_assert_eq(errno, EINVAL);
+        cr_assert_eq(magpool_shm_unlink(bad_names[i]), -1);
+    }
+    fresh_name();
+    cr_assert_null(magpool_shm_create(name, NULL, sizeof c));
+    cr_assert_null(magpool_shm_create(name, &c, 4));
+    struct { size_t off; size_t v; } bad[] = {
+        {offsetof(magpool_shm_config_t, block_size), 0},
+        {offsetof(magpool_shm_config_t, block_size), (1u << 20) + 1},
+        {offsetof(magpool_shm_config_t, max_blocks), 0},
+        {offsetof(magpool_shm_config_t, max_blocks), (size_t)MAGPOOL_SHM_MAX_BLOCKS + 1},
+        {offsetof(magpool_shm_config_t, initial_blocks), 70000},
+        {offsetof(magpool_shm_config_t, grow_blocks), 0},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        magpool_shm_config_t d = c;
+        memcpy((char *)&d + bad[i].off, &bad[i].v, sizeof(size_t));
+        errno = 0;
+        cr_assert_null(magpool_shm_create(name, &d, sizeof d), "case %zu", i);
+        cr_assert_eq(errno, EINVAL, "case %zu", i);
+    }
+    magpool_shm_config_t d = c;
+    d.ring_size = 1000; /* not a power of two */
+    cr_assert_null(magpool_shm_create(name, &d, sizeof d));
+    d = c;
+    d.cache_size = 1;
+    cr_assert_null(magpool_shm_create(name, &d, sizeof d));
+    d = c;
+    d.mode = 01777;
+    cr_assert_null(magpool_shm_create(name, &d, sizeof d));
+    cr_assert_eq(errno, EINVAL);
+    /* Nothing was left behind by the refusals. */
+    cr_assert_null(magpool_shm_attach(name, 64));
+    cr_assert_eq(errno, ENOENT);
+    /* NULL handles. */
+    cr_assert_null(magpool_shm_acquire(NULL));
+    cr_assert_eq(errno, EINVAL);
+    cr_assert_eq(magpool_shm_release(NULL, &c), -1);
+    cr_assert_eq(magpool_shm_release(NULL, NULL), 0, "NULL block is a no-op");
+    cr_assert_eq(magpool_shm_offset(NULL, &c), MAGPOOL_SHM_BAD_OFFSET);
+    cr_assert_null(magpool_shm_block(NULL, 0));
+    cr_assert_eq(magpool_shm_recover(NULL), -1);
+    cr_assert_eq(magpool_shm_reclaim_orphans(NULL), -1);
+    cr_assert_eq(magpool_shm_stats(NULL, NULL, 0), -1);
+    cr_assert_eq(magpool_shm_ring_enqueue(NULL, 0, &c), -1);
+    cr_assert_null(magpool_shm_ring_dequeue(NULL, 0));
+    cr_assert_eq(magpool_shm_block_size(NULL), 0);
+    cr_assert_eq(magpool_shm_detach(NULL), 0);
+}
+
+Test(shm, existing_name_is_not_reused)
+{
+    magpool_shm_t *p = make(64, 64);
+    magpool_shm_config_t c;
+    magpool_shm_config_init(&c, sizeof c, 64);
+    cr_assert_null(magpool_shm_create(name, &c, sizeof c));
+    cr_assert_eq(errno, EEXIST);
+    cr_assert_not_null(magpool_shm_acquire(p), "the first pool is untouched");
+    done(p);
+}
+
+Test(shm, segment_is_owner_only_by_default_and_mode_is_settable)
+{
+    mode_t old = umask(0077); /* would strip 0640's group bit without fchmod */
+    magpool_shm_t *p = make(64, 64);
+    char path[96];
+    snprintf(path, sizeof path, "/dev/shm%s", name);
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0);
+    cr_assert_eq(st.st_mode & 0777, 0600);
+    done(p);
+    fresh_name();
+    magpool_shm_config_t c;
+    magpool_shm_config_init(&c, sizeof c, 64);
+    c.max_blocks = 64;
+    c.initial_blocks = 64;
+    c.mode = 0640;
+    p = magpool_shm_create(name, &c, sizeof c);
+    cr_assert_not_null(p);
+    snprintf(path, sizeof path, "/dev/shm%s", name);
+    cr_assert_eq(stat(path, &st), 0);
+    cr_assert_eq(st.st_mode & 0777, 0640);
+    umask(old);
+    done(p);
+}
+
+Test(shm, attach_refuses_wrong_block_size_version_and_foreign_segments)
+{
+    magpool_shm_t *p = make(64, 64);
+    cr_assert_null(magpool_shm_attach(name, 128));
+    cr_assert_eq(errno, ERANGE);
+    cr_assert_null(magpool_shm_attach("/magpool-test-does-not-exist", 64));
+    cr_assert_eq(errno, ENOENT);
+    /* Another layout version. */
+    struct shm_header *h = (struct shm_header *)p->base;
+    h->geo.layout = MAGPOOL_SHM_LAYOUT + 1;
+    cr_assert_null(magpool_shm_attach(name, 64));
+    cr_assert_eq(errno, EPROTO);
+    h->geo.layout = MAGPOOL_SHM_LAYOUT;
+    /* A flipped geometry byte: the checksum catches it. */
+    h->geo.max_blocks ^= 1 << 20;
+    cr_assert_null(magpool_shm_attach(name, 64));
+    cr_assert_eq(errno, EBADMSG);
+    h->geo.max_blocks ^= 1 << 20;
+    cr_assert_not_null(magpool_shm_acquire(p), "this process uses its private geometry");
+    done(p);
+
+    /* Not a magpool segment at all: random bytes, and an empty object. */
+    fresh_name();
+    int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+    cr_assert_geq(fd, 0);
+    cr_assert_null(magpool_shm_attach(name, 64));
+    cr_assert_eq(errno, EBADMSG, "empty object");
+    cr_assert_eq(ftruncate(fd, 65536), 0);
+    unsigned char junk[4096];
+    srand(7);
+    for (size_t i = 0; i < sizeof junk; i++)
+        junk[i] = (unsigned char)rand();
+    cr_assert_eq(pwrite(fd, junk, sizeof junk, 0), (ssize_t)sizeof junk);
+    cr_assert_null(magpool_shm_attach(name, 64));
+    cr_assert_eq(errno, EBADMSG);
+    close(fd);
+    shm_unlink(name);
+}
+
+Test(shm, truncated_segment_is_refused)
+{
+    magpool_shm_t *p = make(64, 1024);
+    int fd = shm_open(name, O_RDWR, 0);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(ftruncate(fd, (off_t)p->geo.seg_size - 4096), 0);
+    cr_assert_null(magpool_shm_attach(name, 64));
+    cr_assert_eq(errno, EBADMSG);
+    cr_assert_eq(ftruncate(fd, (off_t)p->geo.seg_size), 0);
+    close(fd);
+    done(p);
+}
+
+Test(shm, pointers_and_offsets_that_are_not_blocks_are_refused)
+{
+    magpool_shm_t *p = make(64, 64);
+    void *b = magpool_shm_acquire(p);
+    int local;
+    void *bad[] = {&local, (char *)b + 1, (char *)b + 64 * 64 * 2, (void *)p->base, (char *)b - 64 * 1000};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        errno = 0;
+        cr_assert_eq(magpool_shm_release(p, bad[i]), -1, "case %zu", i);
+        cr_assert_eq(errno, EINVAL);
+        cr_assert_eq(magpool_shm_offset(p, bad[i]), MAGPOOL_SHM_BAD_OFFSET, "case %zu", i);
+        cr_assert_eq(magpool_shm_ring_enqueue(p, 0, bad[i]), -1);
+    }
+    uint64_t off = magpool_shm_offset(p, b);
+    uint64_t bad_off[] = {0, off + 1, off - 64 * 1000, p->geo.seg_size, UINT64_MAX, off + 64 * 64};
+    for (size_t i = 0; i < sizeof bad_off / sizeof *bad_off; i++) {
+        cr_assert_null(magpool_shm_block(p, bad_off[i]), "offset case %zu", i);
+        cr_assert_eq(errno, EINVAL);
+    }
+    cr_assert_eq(magpool_shm_ring_enqueue(p, 2, b), -1, "no ring 2");
+    cr_assert_eq(errno, EINVAL);
+    cr_assert_null(magpool_shm_ring_dequeue(p, 99));
+    cr_assert_eq(errno, EINVAL);
+    cr_assert_eq(magpool_shm_release(p, b), 0);
+    cr_assert_eq(magpool_shm_release(p, b), -1, "double release");
+    cr_assert_eq(errno, EINVAL);
+    cr_assert_eq(magpool_shm_ring_enqueue(p, 0, b), -1, "a free block cannot be enqueued");
+    magpool_shm_stats_t st;
+    cr_assert_eq(magpool_shm_stats(p, &st, 8), -1);
+    cr_assert_eq(errno, EINVAL);
+    done(p);
+}
+
+Test(shm, exhaustion_grows_to_max_then_enomem)
+{
+    magpool_shm_t *p = make(64, 200);
+    void *b[200];
+    for (int i = 0; i < 200; i++)
+        cr_assert_not_null(b[i] = magpool_shm_acquire(p), "block %d: %s", i, strerror(errno));
+    cr_assert_null(magpool_shm_acquire(p));
+    cr_assert_eq(errno, ENOMEM);
+    magpool_shm_stats_t st = stats(p);
+    cr_assert_eq(st.committed, 200);
+    cr_assert_eq(st.held_here, 200);
+    for (int i = 0; i < 200; i++)
+        cr_assert_eq(magpool_shm_release(p, b[i]), 0);
+    cr_assert_not_null(magpool_shm_acquire(p));
+    done(p);
+}
+
+Test(shm, ring_is_fifo_and_hands_ownership_over)
+{
+    magpool_shm_t *p = make(64, 64);
+    magpool_shm_t *q = magpool_shm_attach(name, 64);
+    cr_assert_not_null(q);
+    void *b[20];
+    for (int i = 0; i < 16; i++) {
+        b[i] = magpool_shm_acquire(p);
+        *(int *)b[i] = i;
+        cr_assert_eq(magpool_shm_ring_enqueue(p, 1, b[i]), 0);
+    }
+    b[16] = magpool_shm_acquire(p);
+    cr_assert_eq(magpool_shm_ring_enqueue(p, 1, b[16]), -1, "ring of 16 is full");
+    cr_assert_eq(errno, EAGAIN);
+    cr_assert_eq(stats(p).in_rings, 16);
+    for (int i = 0; i < 16; i++) {
+        int *d = magpool_shm_ring_dequeue(q, 1);
+        cr_assert_not_null(d);
+        cr_assert_eq(*d, i, "FIFO");
+    }
+    cr_assert_null(magpool_shm_ring_dequeue(q, 1));
+    cr_assert_eq(errno, EAGAIN);
+    magpool_shm_stats_t st = stats(q);
+    cr_assert_eq(st.held_here, 16, "the consumer owns them now");
+    cr_assert_eq(st.held, 17);
+    done(q == NULL ? p : (magpool_shm_detach(q), p));
+}
+
+/* A child that takes blocks (some held, some parked in its cache), puts
+ * some in a ring, and is killed with SIGKILL. */
+Test(shm, killed_process_is_recovered_and_its_orphans_returned)
+{
+    magpool_shm_t *p = make(64, 512);
+    int ready[2];
+    cr_assert_eq(pipe(ready), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        magpool_shm_t *c = magpool_shm_attach(name, 64);
+        if (!c)
+            _exit(2);
+        for (int i = 0; i < 10; i++) {
+            void *held = magpool_shm_acquire(c); /* orphans-to-be */
+            (void)held;
+        }
+        for (int i = 0; i < 3; i++)
+            magpool_shm_ring_enqueue(c, 0, magpool_shm_acquire(c));
+        void *r = magpool_shm_acquire(c);
+        magpool_shm_release(c, r); /* the cache has blocks parked */
+        (void)!write(ready[1], "x", 1);
+        pause();
+        _exit(0);
+    }
+    char x;
+    cr_assert_eq(read(ready[0], &x, 1), 1);
+    magpool_shm_stats_t st = stats(p);
+    cr_assert_eq(st.procs, 2);
+    cr_assert_eq(st.held, 13);
+    cr_assert_gt(st.cached, 0);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    cr_assert_eq(magpool_shm_recover(p), 1);
+    cr_assert_eq(magpool_shm_recover(p), 0, "once");
+    st = stats(p);
+    cr_assert_eq(st.procs, 1);
+    cr_assert_eq(st.procs_recovered, 1);
+    cr_assert_eq(st.orphans, 13, "10 held + 3 in the ring");
+    cr_assert_eq(st.free + st.cached + st.held + st.orphans, st.committed);
+    /* The ones in the ring stay for a live consumer. */
+    cr_assert_eq(magpool_shm_reclaim_orphans(p), 10);
+    for (int i = 0; i < 3; i++) {
+        void *d = magpool_shm_ring_dequeue(p, 0);
+        cr_assert_not_null(d);
+        cr_assert_eq(magpool_shm_release(p, d), 0);
+    }
+    st = stats(p);
+    cr_assert_eq(st.orphans + st.held, 0);
+    cr_assert_eq(st.free + st.cached, st.committed);
+    done(p);
+}
+
+Test(shm, holder_of_the_robust_mutex_killed_leaves_the_pool_usable)
+{
+    magpool_shm_t *p = make(64, 256);
+    pid_t pid = fork();
+    if (pid == 0) {
+        magpool_shm_t *c = magpool_shm_attach(name, 64);
+        if (!c)
+            _exit(2);
+        shm_lock(c);
+        /* Half a critical section: the stack says one thing, stamps another. */
+        atomic_store(&c->hdr->top, 3);
+        _exit(0); /* dies holding the lock */
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    void *b[256];
+    for (int i = 0; i < 256; i++)
+        cr_assert_not_null(b[i] = magpool_shm_acquire(p), "block %d: %s", i, strerror(errno));
+    magpool_shm_stats_t st = stats(p);
+    cr_assert_eq(st.repairs, 1);
+    for (int i = 0; i < 256; i++)
+        cr_assert_eq(magpool_shm_release(p, b[i]), 0);
+    done(p);
+}
+
+Test(shm, handle_inherited_through_fork_answers_echild)
+{
+    magpool_shm_t *p = make(64, 64);
+    void *b = magpool_shm_acquire(p);
+    magpool_shm_release(p, b); /* the fast path is primed in this thread */
+    pid_t pid = fork();
+    if (pid == 0) {
+        int ok = magpool_shm_acquire(p) == NULL && errno == ECHILD &&
+                 magpool_shm_release(p, b) == -1 && errno == ECHILD &&
+                 magpool_shm_detach(p) == -1 && errno == ECHILD;
+        magpool_shm_t *c = magpool_shm_attach(name, 64);
+        ok = ok && c && magpool_shm_acquire(c) != NULL && magpool_shm_detach(c) == 0;
+        _exit(ok ? 0 : 1);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    done(p);
+}
+
+/* Random bytes over the free stack, its top, the rings, the process slots
+ * and the committed count: readers must not crash (ASan watches every
+ * access), and every block they return must be a block of the pool. */
+Test(shm, fuzzed_depot_rings_and_slots_do_not_crash_readers)
+{
+    magpool_shm_t *p = make(64, 1024);
+    magpool_shm_t *q = magpool_shm_attach(name, 64);
+    cr_assert_not_null(q);
+    srand(12345);
+    unsigned char *areas[] = {(unsigned char *)p->store, p->base + p->geo.off_rings,
+                              (unsigned char *)p->procs};
+    size_t sizes[] = {p->geo.max_blocks * 4, p->geo.rings * p->geo.ring_bytes,
+                      p->geo.max_procs * sizeof(struct shm_proc)};
+    for (int round = 0; round < 200; round++) {
+        int a = rand() % 3;
+        for (int k = 0; k < 64; k++)
+            areas[a][(size_t)rand() % sizes[a]] = (unsigned char)rand();
+        if (round % 7 == 0)
+            atomic_store(&p->hdr->top, (uint64_t)rand() << 20 | (uint64_t)rand());
+        if (round % 11 == 0)
+            atomic_store(&p->hdr->committed, (uint64_t)rand() * 1000);
+        for (int k = 0; k < 20; k++) {
+            magpool_shm_t *h = k & 1 ? p : q;
+            void *b = magpool_shm_acquire(h);
+            if (b)
+                cr_assert_neq(magpool_shm_offset(h, b), MAGPOOL_SHM_BAD_OFFSET);
+            void *d = magpool_shm_ring_dequeue(h, (unsigned)k % 2);
+            if (d) {
+                cr_assert_neq(magpool_shm_offset(h, d), MAGPOOL_SHM_BAD_OFFSET);
+                magpool_shm_release(h, d);
+            }
+            if (b && magpool_shm_ring_enqueue(h, (unsigned)k % 2, b) != 0)
+                magpool_shm_release(h, b);
+        }
+        magpool_shm_stats_t st;
+        magpool_shm_stats(q, &st, sizeof st);
+        magpool_shm_recover(q);
+        magpool_shm_reclaim_orphans(p);
+    }
+    magpool_shm_detach(q);
+    done(p);
+}
