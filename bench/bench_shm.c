@@ -1,0 +1,518 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bench_shm: the cross-process shared pool against the alternatives a
+ * trading system would otherwise use (docs/shm.md, "Benchmark").
+ *
+ *   bench_shm [--runs R] [--blocks N] [--pairs N] [--json FILE]
+ *
+ * Cross-process producer/consumer, for 64 B and 1 KiB blocks, at 2
+ * processes (1 producer, 1 consumer) and 4 (2 + 2): each producer acquires
+ * a block, fills it (block_size bytes), hands it over; each consumer takes
+ * it, reads it all (a checksum) and releases it. Three ways:
+ *
+ *   magpool   magpool_shm pool + its lock-free ring (the hand-off is an
+ *             index, the consumer releases into its own cache)
+ *   mutex     the same in shared memory with robust process-shared mutexes:
+ *             a free list under one mutex, the hand-off queue under another
+ *             (what the mutex backend would be across processes)
+ *   pipe      no shared pool: the producer fills a private buffer and
+ *             write()s it into a pipe, the consumer read()s it into its own
+ *             (one pipe per producer/consumer pair)
+ *
+ * Single-process pair: acquire + release of one block in a loop, the shared
+ * pool against a local magpool pool (lock-free backend), same block size.
+ *
+ * Every configuration runs R times, interleaved round by round, so ratios
+ * compare runs made under the same machine load; the report gives medians
+ * and the ratios of medians, and the load average before and after.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <magpool.h>
+#include <magpool_shm.h>
+
+static long n_blocks = 200000; /* per producer */
+static long n_pairs = 20000000;
+static int runs = 5;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void fill(void *b, size_t n, uint64_t v)
+{
+    uint64_t *w = b;
+    for (size_t i = 0; i < n / 8; i++)
+        w[i] = v + i;
+}
+
+static uint64_t checksum(const void *b, size_t n)
+{
+    const uint64_t *w = b;
+    uint64_t s = 0;
+    for (size_t i = 0; i < n / 8; i++)
+        s += w[i];
+    return s;
+}
+
+/* Shared between the bench's processes (anonymous shared mapping). */
+struct ctl {
+    _Atomic int go;
+    _Atomic long consumed;
+    _Atomic uint64_t sink;
+};
+
+static void wait_go(struct ctl *c)
+{
+    while (!atomic_load(&c->go))
+        sched_yield();
+}
+
+/* ---------------------------------------------------------------- magpool */
+
+static char shm_name[64];
+
+static void mp_producer(struct ctl *c, size_t bs)
+{
+    magpool_shm_t *p = magpool_shm_attach(shm_name, bs);
+    if (!p)
+        _exit(2);
+    wait_go(c);
+    for (long i = 0; i < n_blocks; i++) {
+        void *b;
+        while (!(b = magpool_shm_acquire(p)))
+            sched_yield();
+        fill(b, bs, (uint64_t)i);
+        while (magpool_shm_ring_enqueue(p, 0, b) != 0)
+            sched_yield();
+    }
+    magpool_shm_detach(p);
+    _exit(0);
+}
+
+static void mp_consumer(struct ctl *c, size_t bs, long total)
+{
+    magpool_shm_t *p = magpool_shm_attach(shm_name, bs);
+    if (!p)
+        _exit(2);
+    wait_go(c);
+    uint64_t s = 0;
+    while (atomic_load_explicit(&c->consumed, memory_order_relaxed) < total) {
+        void *b = magpool_shm_ring_dequeue(p, 0);
+        if (!b) {
+            sched_yield();
+            continue;
+        }
+        s += checksum(b, bs);
+        magpool_shm_release(p, b);
+        atomic_fetch_add_explicit(&c->consumed, 1, memory_order_relaxed);
+    }
+    atomic_fetch_add(&c->sink, s);
+    magpool_shm_detach(p);
+    _exit(0);
+}
+
+/* ------------------------------------------------------- robust mutexes */
+
+struct mx {
+    pthread_mutex_t fl_lock, q_lock;
+    uint32_t fl_top, q_head, q_tail, q_size;
+    uint32_t cap;
+    size_t bs;
+    /* then: free list u32[cap], queue u32[q_size], blocks */
+};
+
+static uint32_t *mx_fl(struct mx *m) { return (uint32_t *)(m + 1); }
+static uint32_t *mx_q(struct mx *m) { return mx_fl(m) + m->cap; }
+static unsigned char *mx_blocks(struct mx *m)
+{
+    return (unsigned char *)((uintptr_t)(mx_q(m) + m->q_size + 16) & ~(uintptr_t)63);
+}
+
+static void robust_lock(pthread_mutex_t *l)
+{
+    if (pthread_mutex_lock(l) == EOWNERDEAD)
+        pthread_mutex_consistent(l);
+}
+
+static struct mx *mx_create(size_t bs, uint32_t cap, uint32_t q_size, size_t *len)
+{
+    *len = sizeof(struct mx) + (size_t)(cap + q_size) * 4 + 128 + (size_t)cap * ((bs + 63) & ~(size_t)63);
+    struct mx *m = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        return NULL;
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+    pthread_mutex_init(&m->fl_lock, &a);
+    pthread_mutex_init(&m->q_lock, &a);
+    m->cap = cap;
+    m->q_size = q_size;
+    m->bs = bs;
+    for (uint32_t i = 0; i < cap; i++)
+        mx_fl(m)[i] = i;
+    m->fl_top = cap;
+    return m;
+}
+
+static void *mx_acquire(struct mx *m)
+{
+    robust_lock(&m->fl_lock);
+    void *b = m->fl_top ? mx_blocks(m) + (size_t)mx_fl(m)[--m->fl_top] * ((m->bs + 63) & ~(size_t)63)
+                        : NULL;
+    pthread_mutex_unlock(&m->fl_lock);
+    return b;
+}
+
+static uint32_t mx_index(struct mx *m, void *b)
+{
+    return (uint32_t)(((unsigned char *)b - mx_blocks(m)) / ((m->bs + 63) & ~(size_t)63));
+}
+
+static void mx_release(struct mx *m, void *b)
+{
+    robust_lock(&m->fl_lock);
+    mx_fl(m)[m->fl_top++] = mx_index(m, b);
+    pthread_mutex_unlock(&m->fl_lock);
+}
+
+static int mx_enqueue(struct mx *m, void *b)
+{
+    robust_lock(&m->q_lock);
+    int ok = m->q_tail - m->q_head < m->q_size;
+    if (ok)
+        mx_q(m)[m->q_tail++ % m->q_size] = mx_index(m, b);
+    pthread_mutex_unlock(&m->q_lock);
+    return ok;
+}
+
+static void *mx_dequeue(struct mx *m)
+{
+    robust_lock(&m->q_lock);
+    void *b = NULL;
+    if (m->q_head != m->q_tail)
+        b = mx_blocks(m) + (size_t)mx_q(m)[m->q_head++ % m->q_size] * ((m->bs + 63) & ~(size_t)63);
+    pthread_mutex_unlock(&m->q_lock);
+    return b;
+}
+
+static struct mx *mx_pool;
+
+static void mx_producer(struct ctl *c, size_t bs)
+{
+    wait_go(c);
+    for (long i = 0; i < n_blocks; i++) {
+        void *b;
+        while (!(b = mx_acquire(mx_pool)))
+            sched_yield();
+        fill(b, bs, (uint64_t)i);
+        while (!mx_enqueue(mx_pool, b))
+            sched_yield();
+    }
+    _exit(0);
+}
+
+static void mx_consumer(struct ctl *c, size_t bs, long total)
+{
+    wait_go(c);
+    uint64_t s = 0;
+    while (atomic_load_explicit(&c->consumed, memory_order_relaxed) < total) {
+        void *b = mx_dequeue(mx_pool);
+        if (!b) {
+            sched_yield();
+            continue;
+        }
+        s += checksum(b, bs);
+        mx_release(mx_pool, b);
+        atomic_fetch_add_explicit(&c->consumed, 1, memory_order_relaxed);
+    }
+    atomic_fetch_add(&c->sink, s);
+    _exit(0);
+}
+
+/* ------------------------------------------------------------------ pipe */
+
+static int pipes[8][2];
+
+static void pipe_producer(struct ctl *c, size_t bs, int k)
+{
+    wait_go(c);
+    unsigned char buf[4096];
+    for (long i = 0; i < n_blocks; i++) {
+        fill(buf, bs, (uint64_t)i);
+        size_t done = 0;
+        while (done < bs) {
+            ssize_t w = write(pipes[k][1], buf + done, bs - done);
+            if (w < 0)
+                _exit(3);
+            done += (size_t)w;
+        }
+    }
+    _exit(0);
+}
+
+static void pipe_consumer(struct ctl *c, size_t bs, int k)
+{
+    wait_go(c);
+    unsigned char buf[4096];
+    uint64_t s = 0;
+    for (long i = 0; i < n_blocks; i++) {
+        size_t done = 0;
+        while (done < bs) {
+            ssize_t r = read(pipes[k][0], buf + done, bs - done);
+            if (r <= 0)
+                _exit(3);
+            done += (size_t)r;
+        }
+        s += checksum(buf, bs);
+    }
+    atomic_fetch_add(&c->sink, s);
+    _exit(0);
+}
+
+/* --------------------------------------------------------------- driver */
+
+enum kind { K_MAGPOOL, K_MUTEX, K_PIPE, K_N };
+static const char *kind_name[] = {"magpool", "mutex", "pipe"};
+
+/* Blocks per second through `procs` processes (half producers). */
+static double run_prodcons(enum kind k, size_t bs, int procs)
+{
+    int pairs = procs / 2;
+    long total = n_blocks * pairs;
+    struct ctl *c = mmap(NULL, sizeof *c, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    memset(c, 0, sizeof *c);
+    magpool_shm_t *owner = NULL;
+    size_t mx_len = 0;
+    if (k == K_MAGPOOL) {
+        snprintf(shm_name, sizeof shm_name, "/magpool-bench-%d", (int)getpid());
+        magpool_shm_unlink(shm_name);
+        magpool_shm_config_t cfg;
+        magpool_shm_config_init(&cfg, sizeof cfg, bs);
+        cfg.max_blocks = 16384;
+        cfg.initial_blocks = 16384;
+        cfg.ring_size = 4096;
+        owner = magpool_shm_create(shm_name, &cfg, sizeof cfg);
+        if (!owner) {
+            perror("magpool_shm_create");
+            exit(1);
+        }
+    } else if (k == K_MUTEX) {
+        mx_pool = mx_create(bs, 16384, 4096, &mx_len);
+    } else {
+        for (int i = 0; i < pairs; i++)
+            if (pipe(pipes[i]) != 0)
+                exit(1);
+    }
+    pid_t pids[16];
+    for (int i = 0; i < procs; i++) {
+        pids[i] = fork();
+        if (pids[i] == 0) {
+            bool prod = i < pairs;
+            if (k == K_MAGPOOL)
+                prod ? mp_producer(c, bs) : mp_consumer(c, bs, total);
+            else if (k == K_MUTEX)
+                prod ? mx_producer(c, bs) : mx_consumer(c, bs, total);
+            else
+                prod ? pipe_producer(c, bs, i) : pipe_consumer(c, bs, i - pairs);
+            _exit(0);
+        }
+    }
+    if (k == K_PIPE)
+        for (int i = 0; i < pairs; i++) {
+            close(pipes[i][0]);
+            close(pipes[i][1]);
+        }
+    usleep(50000); /* every child attached and waiting */
+    double t0 = now_s();
+    atomic_store(&c->go, 1);
+    int bad = 0;
+    for (int i = 0; i < procs; i++) {
+        int st;
+        waitpid(pids[i], &st, 0);
+        bad |= !WIFEXITED(st) || WEXITSTATUS(st) != 0;
+    }
+    double dt = now_s() - t0;
+    if (bad) {
+        fprintf(stderr, "bench_shm: a %s worker failed\n", kind_name[k]);
+        exit(1);
+    }
+    if (owner) {
+        magpool_shm_detach(owner);
+        magpool_shm_unlink(shm_name);
+    }
+    if (mx_pool) {
+        munmap(mx_pool, mx_len);
+        mx_pool = NULL;
+    }
+    munmap(c, sizeof *c);
+    return (double)total / dt;
+}
+
+/* ns per acquire+release pair in one thread. */
+static double run_pair(bool shared, size_t bs)
+{
+    volatile uintptr_t sink = 0;
+    double t0, dt;
+    if (shared) {
+        snprintf(shm_name, sizeof shm_name, "/magpool-bench-pair-%d", (int)getpid());
+        magpool_shm_unlink(shm_name);
+        magpool_shm_config_t cfg;
+        magpool_shm_config_init(&cfg, sizeof cfg, bs);
+        magpool_shm_t *p = magpool_shm_create(shm_name, &cfg, sizeof cfg);
+        if (!p)
+            exit(1);
+        magpool_shm_release(p, magpool_shm_acquire(p));
+        t0 = now_s();
+        for (long i = 0; i < n_pairs; i++) {
+            void *b = magpool_shm_acquire(p);
+            sink += (uintptr_t)b;
+            magpool_shm_release(p, b);
+        }
+        dt = now_s() - t0;
+        magpool_shm_detach(p);
+        magpool_shm_unlink(shm_name);
+    } else {
+        magpool_config_t cfg;
+        magpool_config_init(&cfg, sizeof cfg, bs);
+        magpool_t *p = magpool_create(&cfg);
+        magpool_release(p, magpool_acquire(p));
+        t0 = now_s();
+        for (long i = 0; i < n_pairs; i++) {
+            void *b = magpool_acquire(p);
+            sink += (uintptr_t)b;
+            magpool_release(p, b);
+        }
+        dt = now_s() - t0;
+        magpool_destroy(p);
+    }
+    (void)sink;
+    return dt * 1e9 / (double)n_pairs;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    double t[64];
+    memcpy(t, v, (size_t)n * sizeof *v);
+    qsort(t, (size_t)n, sizeof *t, cmp_d);
+    return n % 2 ? t[n / 2] : (t[n / 2 - 1] + t[n / 2]) / 2;
+}
+
+static double loadavg(void)
+{
+    double l = -1;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &l) != 1)
+            l = -1;
+        fclose(f);
+    }
+    return l;
+}
+
+int main(int argc, char **argv)
+{
+    const char *json_path = NULL;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--runs"))
+            runs = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--blocks"))
+            n_blocks = atol(argv[i + 1]);
+        else if (!strcmp(argv[i], "--pairs"))
+            n_pairs = atol(argv[i + 1]);
+        else if (!strcmp(argv[i], "--json"))
+            json_path = argv[i + 1];
+        else {
+            fprintf(stderr, "usage: bench_shm [--runs R] [--blocks N] [--pairs N] [--json FILE]\n");
+            return 2;
+        }
+    }
+    if (runs < 1 || runs > 64 || n_blocks < 1 || n_pairs < 1) {
+        fprintf(stderr, "bench_shm: bad options\n");
+        return 2;
+    }
+    static const size_t sizes[] = {64, 1024};
+    static const int procs[] = {2, 4};
+    double pc[2][2][K_N][64], pair[2][2][64];
+    double load0 = loadavg();
+    for (int r = 0; r < runs; r++)
+        for (int s = 0; s < 2; s++) {
+            for (int n = 0; n < 2; n++)
+                for (int k = 0; k < K_N; k++)
+                    pc[s][n][k][r] = run_prodcons((enum kind)k, sizes[s], procs[n]);
+            pair[s][0][r] = run_pair(true, sizes[s]);
+            pair[s][1][r] = run_pair(false, sizes[s]);
+        }
+    double load1 = loadavg();
+    FILE *j = json_path ? fopen(json_path, "w") : NULL;
+    if (json_path && !j) {
+        perror(json_path);
+        return 1;
+    }
+    if (j)
+        fprintf(j, "{\n  \"bench\": \"bench_shm\", \"runs\": %d, \"blocks_per_producer\": %ld,\n"
+                   "  \"pairs\": %ld, \"loadavg_before\": %.2f, \"loadavg_after\": %.2f,\n"
+                   "  \"nproc\": %ld,\n  \"prodcons\": [\n",
+                runs, n_blocks, n_pairs, load0, load1, sysconf(_SC_NPROCESSORS_ONLN));
+    printf("cross-process producer/consumer, blocks/s (median of %d), load %.2f -> %.2f\n", runs,
+           load0, load1);
+    printf("%6s %5s %12s %12s %12s %10s %10s\n", "size", "procs", "magpool", "mutex", "pipe",
+           "x mutex", "x pipe");
+    for (int s = 0; s < 2; s++)
+        for (int n = 0; n < 2; n++) {
+            double m[K_N];
+            for (int k = 0; k < K_N; k++)
+                m[k] = median(pc[s][n][k], runs);
+            printf("%6zu %5d %12.0f %12.0f %12.0f %10.2f %10.2f\n", sizes[s], procs[n], m[0], m[1],
+                   m[2], m[0] / m[1], m[0] / m[2]);
+            if (j) {
+                fprintf(j, "    {\"block_size\": %zu, \"procs\": %d", sizes[s], procs[n]);
+                for (int k = 0; k < K_N; k++) {
+                    fprintf(j, ", \"%s_median\": %.0f, \"%s_runs\": [", kind_name[k], m[k],
+                            kind_name[k]);
+                    for (int r = 0; r < runs; r++)
+                        fprintf(j, "%s%.0f", r ? ", " : "", pc[s][n][k][r]);
+                    fprintf(j, "]");
+                }
+                fprintf(j, ", \"ratio_vs_mutex\": %.3f, \"ratio_vs_pipe\": %.3f}%s\n",
+                        m[0] / m[1], m[0] / m[2], s == 1 && n == 1 ? "" : ",");
+            }
+        }
+    printf("single-process acquire+release pair, ns (median of %d)\n", runs);
+    if (j)
+        fprintf(j, "  ],\n  \"pair\": [\n");
+    for (int s = 0; s < 2; s++) {
+        double sh = median(pair[s][0], runs), lo = median(pair[s][1], runs);
+        printf("%6zu shared %.2f local %.2f ratio %.3f\n", sizes[s], sh, lo, sh / lo);
+        if (j)
+            fprintf(j, "    {\"block_size\": %zu, \"shared_ns\": %.3f, \"local_ns\": %.3f, "
+                       "\"ratio\": %.3f}%s\n", sizes[s], sh, lo, sh / lo, s ? "" : ",");
+    }
+    if (j) {
+        fprintf(j, "  ]\n}\n");
+        fclose(j);
+    }
+    return 0;
+}
