@@ -169,6 +169,15 @@ MAGPOOL_API void *magpool_shm_acquire(magpool_shm_t *pool) MAGPOOL_MALLOC_ATTR;
 MAGPOOL_API int magpool_shm_release(magpool_shm_t *pool, void *block);
 
 /**
+ * Give the calling thread's cached blocks back to the free stack, so that
+ * other processes can have them (a thread that goes idle while holding a
+ * full cache keeps up to cache_size blocks out of everyone else's reach;
+ * there is no cross-process steal). Thread exit and detach do this too.
+ * @return 0, or -1 with EINVAL or ECHILD.
+ */
+MAGPOOL_API int magpool_shm_flush(magpool_shm_t *pool);
+
+/**
  * The offset of @p block from the start of the segment: the same in every
  * process, so it can be passed to another process (in a message, a file,
  * a ring of your own).
@@ -230,7 +239,9 @@ typedef struct magpool_shm_stats {
     uint64_t cached;         /**< parked in live processes' thread caches */
     uint64_t held;           /**< held by users of live processes (rings included) */
     uint64_t held_here;      /**< ... of which by this process */
-    uint64_t orphans;        /**< held by processes that died or detached */
+    uint64_t orphans;        /**< held by processes that died or detached (and, until
+                                  magpool_shm_recover runs, parked in a dead
+                                  process's caches) */
     uint64_t in_rings;       /**< entries in the rings */
     uint64_t procs;          /**< attached processes (live slots) */
     uint64_t procs_recovered;/**< dead processes recovered, since create */

@@ -264,3 +264,13 @@ void *magpool_shm_block(const magpool_shm_t *p, uint64_t offset)
     }
     return shm_block_at(p, (uint32_t)((offset - p->geo.off_blocks) / p->geo.stride));
 }
+
+int magpool_shm_flush(magpool_shm_t *p)
+{
+    if (!shm_handle_ok(p))
+        return -1;
+    struct shm_tcache *tc = pthread_getspecific(p->key);
+    if (tc && tc->count)
+        tcache_give_back(tc, 0, tc->count);
+    return 0;
+}

@@ -40,6 +40,9 @@ enum shm_kind { STAMP_UNCOMMITTED = 0, STAMP_FREE = 1, STAMP_CACHED = 2, STAMP_H
 #define STAMP_GEN_BITS 24
 #define STAMP_GEN_MASK ((UINT32_C(1) << STAMP_GEN_BITS) - 1)
 
+_Static_assert(MAGPOOL_SHM_MAX_PROCS <= (1 << STAMP_SLOT_BITS),
+               "a stamp's slot field must index every process slot");
+
 static inline uint32_t stamp_make(enum shm_kind k, uint32_t slot, uint32_t gen)
 {
     return (uint32_t)k | slot << 2 | (gen & STAMP_GEN_MASK) << (2 + STAMP_SLOT_BITS);
@@ -117,6 +120,14 @@ struct magpool_shm {
     pthread_mutex_t tc_lock; /* private: the tcache list */
     struct shm_tcache *tcaches;
 };
+
+/* Test switches (hidden; white-box stress only). Each removes one mechanism
+ * so that a must-fail twin can show the test sees what it prevents:
+ * ring_relaxed publishes ring entries without release order (TSan must
+ * report the race on the block), no_reclaim makes recovery forget a dead
+ * process's cached blocks (the kill -9 soak's accounting must fail). */
+extern bool magpool_test_shm_ring_relaxed;
+extern bool magpool_test_shm_no_reclaim;
 
 /* shm_segment.c */
 int shm_lock(struct magpool_shm *p);

@@ -32,6 +32,8 @@
 
 #include "shm_internal.h"
 
+bool magpool_test_shm_no_reclaim;
+
 /* Field 3 (state) and 22 (start time) of /proc/<pid>/stat; 0 if unreadable. */
 static uint64_t proc_stat(pid_t pid, char *state)
 {
@@ -137,7 +139,8 @@ int shm_recover_locked(struct magpool_shm *p)
         struct shm_proc *s = &p->procs[i];
         if (i == p->slot || !atomic_load_relaxed(&s->live) || !slot_dead(p, i))
             continue;
-        reclaim_cached(p, stamp_make(STAMP_CACHED, i, atomic_load_relaxed(&s->gen)));
+        if (likely(!magpool_test_shm_no_reclaim))
+            reclaim_cached(p, stamp_make(STAMP_CACHED, i, atomic_load_relaxed(&s->gen)));
         atomic_store_relaxed(&s->live, 0);
         atomic_fetch_add_relaxed(&p->hdr->procs_recovered, 1);
         n++;

@@ -37,6 +37,8 @@
 
 #include "shm_internal.h"
 
+bool magpool_test_shm_ring_relaxed;
+
 #define CELL_EMPTY UINT32_MAX
 #define RING_SPIN_LIMIT (1u << 20) /* only a peer corrupting the ring gets here */
 
@@ -92,8 +94,9 @@ int magpool_shm_ring_enqueue(magpool_shm_t *p, unsigned r, void *block)
         if (ahead == 0 && val == CELL_EMPTY) {
             /* release: publishes the block's contents to the dequeuer's
              * acquire load of this cell. */
-            if (atomic_compare_exchange_strong_explicit(cell, &c, cell_make(lap, idx),
-                                                        memory_order_release,
+            memory_order mo = unlikely(magpool_test_shm_ring_relaxed) ? memory_order_relaxed
+                                                                       : memory_order_release;
+            if (atomic_compare_exchange_strong_explicit(cell, &c, cell_make(lap, idx), mo,
                                                         memory_order_relaxed)) {
                 /* relaxed: the tail is a hint; the cells carry the data. */
                 atomic_compare_exchange_strong_explicit(&ring->tail, &t, t + 1,
@@ -137,7 +140,8 @@ void *magpool_shm_ring_dequeue(magpool_shm_t *p, unsigned r)
         uint64_t h = atomic_load_relaxed(&ring->head);
         _Atomic uint64_t *cell = &ring->cells[h & mask];
         /* acquire: pairs with the enqueuer's release CAS (block contents). */
-        uint64_t c = atomic_load_acquire(cell);
+        uint64_t c = unlikely(magpool_test_shm_ring_relaxed) ? atomic_load_relaxed(cell)
+                                                             : atomic_load_acquire(cell);
         uint32_t lap = (uint32_t)(c >> 32), val = (uint32_t)c;
         int32_t ahead = (int32_t)(lap - (uint32_t)h);
         if (ahead == 0 && val == CELL_EMPTY)
@@ -154,9 +158,11 @@ void *magpool_shm_ring_dequeue(magpool_shm_t *p, unsigned r)
         /* acq_rel: acquire for the block's contents (with the load above),
          * release so that our earlier reads of the cell's previous block
          * precede the next enqueuer's reuse (its acquire load). */
+        memory_order mo = unlikely(magpool_test_shm_ring_relaxed) ? memory_order_relaxed
+                                                                   : memory_order_acq_rel;
         if (!atomic_compare_exchange_strong_explicit(cell, &c, cell_make((uint32_t)(h + size),
                                                                          CELL_EMPTY),
-                                                     memory_order_acq_rel, memory_order_relaxed))
+                                                     mo, memory_order_relaxed))
             continue;
         atomic_compare_exchange_strong_explicit(&ring->head, &h, h + 1, memory_order_relaxed,
                                                 memory_order_relaxed);

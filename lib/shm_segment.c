@@ -242,7 +242,12 @@ static void handle_free(struct magpool_shm *p, bool unmap)
 
 static int init_header(struct shm_header *h, const struct shm_geometry *g)
 {
-    h->geo = *g;
+    /* The magic last: an attach racing this sees 0 (EAGAIN, "not ready"),
+     * not a half-written geometry (EBADMSG). */
+    struct shm_geometry unmarked = *g;
+    unmarked.magic = 0;
+    h->geo = unmarked;
+    __atomic_store_n(&h->geo.magic, g->magic, __ATOMIC_RELEASE);
     pthread_mutexattr_t a;
     int rc = pthread_mutexattr_init(&a);
     if (!rc)

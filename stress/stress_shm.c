@@ -24,6 +24,12 @@
  * acquirable exactly once by the parent (distinct addresses), stats showing
  * free + cached + held + orphans == committed with no orphans and no held
  * blocks left. A watchdog (SIGALRM) turns a hang into a failure.
+ *
+ * --break ring-relaxed | no-reclaim: switch off one mechanism in the library
+ * (white-box test switches) for the must-fail twins: without release/acquire
+ * on the ring TSan must report the race on the blocks' contents; without
+ * recovery's reclaim of a dead process's cached blocks the soak's final
+ * accounting must fail.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -40,6 +46,8 @@
 #include <unistd.h>
 
 #include <magpool_shm.h>
+
+extern bool magpool_test_shm_ring_relaxed, magpool_test_shm_no_reclaim;
 
 static struct {
     int procs, threads, kill_ms;
@@ -278,11 +286,16 @@ static void parse(int argc, char **argv)
             opt.max_blocks = strtoull(v, NULL, 10);
         else if (!strcmp(k, "--block-size"))
             opt.block_size = strtoull(v, NULL, 10);
+        else if (!strcmp(k, "--break") && !strcmp(v, "ring-relaxed"))
+            magpool_test_shm_ring_relaxed = true;
+        else if (!strcmp(k, "--break") && !strcmp(v, "no-reclaim"))
+            magpool_test_shm_no_reclaim = true;
         else if (!strcmp(k, "--seed"))
             opt.seed = (unsigned)strtoul(v, NULL, 10);
         else {
             fprintf(stderr, "usage: stress_shm [--procs P] [--threads T] [--seconds S] "
-                            "[--kill-ms K] [--max-blocks N] [--block-size B] [--seed X]\n");
+                            "[--kill-ms K] [--max-blocks N] [--block-size B] [--seed X]\n"
+                            "                  [--break ring-relaxed|no-reclaim]\n");
             exit(2);
         }
     }

@@ -150,6 +150,7 @@ Test(shm, bad_parameters_are_refused_with_einval)
     cr_assert_eq(magpool_shm_ring_enqueue(NULL, 0, &c), -1);
     cr_assert_null(magpool_shm_ring_dequeue(NULL, 0));
     cr_assert_eq(magpool_shm_block_size(NULL), 0);
+    cr_assert_eq(magpool_shm_flush(NULL), -1);
     cr_assert_eq(magpool_shm_detach(NULL), 0);
 }
 
@@ -288,6 +289,31 @@ Test(shm, exhaustion_grows_to_max_then_enomem)
     for (int i = 0; i < 200; i++)
         cr_assert_eq(magpool_shm_release(p, b[i]), 0);
     cr_assert_not_null(magpool_shm_acquire(p));
+    done(p);
+}
+
+Test(shm, flush_gives_a_threads_cache_to_other_processes)
+{
+    magpool_shm_t *p = make(64, 64);
+    magpool_shm_t *q = magpool_shm_attach(name, 64);
+    void *b[64];
+    for (int i = 0; i < 64; i++)
+        b[i] = magpool_shm_acquire(p);
+    for (int i = 0; i < 64; i++)
+        magpool_shm_release(p, b[i]);
+    cr_assert_gt(stats(p).cached, 0);
+    /* p's cache holds some of the 64: q cannot have them all yet. */
+    int n = 0;
+    while (n < 64 && (b[n] = magpool_shm_acquire(q)) != NULL)
+        n++;
+    cr_assert_lt(n, 64);
+    cr_assert_eq(errno, ENOMEM);
+    cr_assert_eq(magpool_shm_flush(p), 0);
+    cr_assert_eq(stats(p).cached, 0 + (uint64_t)0 + stats(q).cached);
+    while (n < 64 && (b[n] = magpool_shm_acquire(q)) != NULL)
+        n++;
+    cr_assert_eq(n, 64);
+    magpool_shm_detach(q);
     done(p);
 }
 
