@@ -3,7 +3,7 @@
  * bench_shm: the cross-process shared pool against the alternatives a
  * trading system would otherwise use (docs/shm.md, "Benchmark").
  *
- *   bench_shm [--runs R] [--blocks N] [--pairs N] [--json FILE]
+ *   bench_shm [--runs R] [--blocks N] [--pairs N] [--json FILE] [--only PART]
  *
  * Cross-process producer/consumer, for 64 B and 1 KiB blocks, at 2
  * processes (1 producer, 1 consumer) and 4 (2 + 2): each producer acquires
@@ -46,6 +46,7 @@
 static long n_blocks = 200000; /* per producer */
 static long n_pairs = 20000000;
 static int runs = 5;
+static const char *only; /* --only magpool|mutex|pipe|pair: profile one part */
 
 static double now_s(void)
 {
@@ -442,10 +443,13 @@ int main(int argc, char **argv)
             n_blocks = atol(argv[i + 1]);
         else if (!strcmp(argv[i], "--pairs"))
             n_pairs = atol(argv[i + 1]);
+        else if (!strcmp(argv[i], "--only"))
+            only = argv[i + 1];
         else if (!strcmp(argv[i], "--json"))
             json_path = argv[i + 1];
         else {
-            fprintf(stderr, "usage: bench_shm [--runs R] [--blocks N] [--pairs N] [--json FILE]\n");
+            fprintf(stderr, "usage: bench_shm [--runs R] [--blocks N] [--pairs N] [--json FILE]\n"
+                            "                 [--only magpool|mutex|pipe|pair]\n");
             return 2;
         }
     }
@@ -461,9 +465,11 @@ int main(int argc, char **argv)
         for (int s = 0; s < 2; s++) {
             for (int n = 0; n < 2; n++)
                 for (int k = 0; k < K_N; k++)
-                    pc[s][n][k][r] = run_prodcons((enum kind)k, sizes[s], procs[n]);
-            pair[s][0][r] = run_pair(true, sizes[s]);
-            pair[s][1][r] = run_pair(false, sizes[s]);
+                    pc[s][n][k][r] = !only || !strcmp(only, kind_name[k])
+                                         ? run_prodcons((enum kind)k, sizes[s], procs[n]) : 0;
+            bool pairs = !only || !strcmp(only, "pair");
+            pair[s][0][r] = pairs ? run_pair(true, sizes[s]) : 0;
+            pair[s][1][r] = pairs ? run_pair(false, sizes[s]) : 0;
         }
     double load1 = loadavg();
     FILE *j = json_path ? fopen(json_path, "w") : NULL;

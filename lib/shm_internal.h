@@ -111,6 +111,8 @@ struct magpool_shm {
     _Atomic uint32_t *stamps;
     uint32_t *store;
     unsigned char *blocks;
+    uint64_t blocks_bytes;   /* max_blocks * stride */
+    unsigned stride_shift;   /* log2(stride) if a power of two, else 0 */
     int fd;
     pid_t pid;               /* the process that opened the handle */
     uint32_t slot, gen;
@@ -161,18 +163,28 @@ void shm_ring_init(struct shm_ring *r, uint32_t size);
 void shm_ring_mark_members(const struct magpool_shm *p, uint8_t *bitmap);
 uint64_t shm_ring_count(const struct magpool_shm *p);
 
-/* Block index of a pointer, or UINT32_MAX if it is not a block start. */
+/* Block index of a pointer, or UINT32_MAX if it is not a block start. The
+ * release fast path runs this: a shift when the stride is a power of two
+ * (64 B, 1 KiB, ...), a division only for other sizes. */
 static inline uint32_t shm_index_of(const struct magpool_shm *p, const void *block)
 {
-    uintptr_t off = (uintptr_t)block - (uintptr_t)p->blocks;
-    if ((uintptr_t)block < (uintptr_t)p->blocks || off >= p->geo.max_blocks * p->geo.stride ||
-        off % p->geo.stride)
+    uintptr_t off = (uintptr_t)block - (uintptr_t)p->blocks; /* wraps below: caught next */
+    if (unlikely(off >= p->blocks_bytes))
+        return UINT32_MAX;
+    if (likely(p->stride_shift)) {
+        if (unlikely(off & (p->geo.stride - 1)))
+            return UINT32_MAX;
+        return (uint32_t)(off >> p->stride_shift);
+    }
+    if (off % p->geo.stride)
         return UINT32_MAX;
     return (uint32_t)(off / p->geo.stride);
 }
 
 static inline void *shm_block_at(const struct magpool_shm *p, uint32_t idx)
 {
+    if (likely(p->stride_shift))
+        return p->blocks + ((uint64_t)idx << p->stride_shift);
     return p->blocks + (uint64_t)idx * p->geo.stride;
 }
 

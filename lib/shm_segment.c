@@ -216,6 +216,9 @@ static struct magpool_shm *handle_new(const struct shm_geometry *g, unsigned cha
     p->stamps = (_Atomic uint32_t *)(base + g->off_stamps);
     p->store = (uint32_t *)(base + g->off_store);
     p->blocks = base + g->off_blocks;
+    p->blocks_bytes = g->max_blocks * g->stride;
+    if ((g->stride & (g->stride - 1)) == 0) /* stride >= 64: the shift is never 0 */
+        p->stride_shift = (unsigned)__builtin_ctzll(g->stride);
     p->fd = fd;
     p->pid = shm_self_pid;
     p->id = atomic_fetch_add_relaxed(&shm_next_id, 1);

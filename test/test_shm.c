@@ -485,3 +485,25 @@ Test(shm, fuzzed_depot_rings_and_slots_do_not_crash_readers)
     magpool_shm_detach(q);
     done(p);
 }
+
+/* 150-byte blocks: a stride of 192, not a power of two (the division path
+ * of the pointer checks). */
+Test(shm, blocks_of_a_stride_that_is_not_a_power_of_two)
+{
+    magpool_shm_t *p = make(150, 128);
+    void *b[128];
+    for (int i = 0; i < 128; i++) {
+        b[i] = magpool_shm_acquire(p);
+        cr_assert_not_null(b[i]);
+        memset(b[i], i, 150);
+        uint64_t off = magpool_shm_offset(p, b[i]);
+        cr_assert_eq(magpool_shm_block(p, off), b[i]);
+        cr_assert_null(magpool_shm_block(p, off + 64));
+        cr_assert_eq(magpool_shm_release(p, (char *)b[i] + 64), -1);
+    }
+    for (int i = 0; i < 128; i++) {
+        cr_assert_eq(((unsigned char *)b[i])[149], (unsigned char)i, "blocks do not overlap");
+        cr_assert_eq(magpool_shm_release(p, b[i]), 0);
+    }
+    done(p);
+}
