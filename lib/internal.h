@@ -27,6 +27,10 @@
  *   pool.c        create / destroy / public entry points, dispatch
  *   mutex_pool.c  the baseline: one lock around one free list
  *   stats.c       summing the per-thread counters
+ *
+ * Beside these, not on top of them: shm_*.c, the cross-process shared pool
+ * (include/magpool_shm.h), with its own types in shm_internal.h; it calls
+ * nothing above and nothing above calls it (docs/shm.md).
  */
 #ifndef MAGPOOL_INTERNAL_H
 #define MAGPOOL_INTERNAL_H
