@@ -45,6 +45,8 @@
 
 static long n_blocks = 200000; /* per producer */
 static long n_pairs = 20000000;
+static unsigned ring_size = 256; /* hand-off queue entries (both shared variants): 256 x 1 KiB
+                                  * in flight, near a pipe's 64 KiB buffer */
 static int runs = 5;
 static const char *only; /* --only magpool|mutex|pipe|pair: profile one part */
 
@@ -308,14 +310,14 @@ static double run_prodcons(enum kind k, size_t bs, int procs)
         magpool_shm_config_init(&cfg, sizeof cfg, bs);
         cfg.max_blocks = 16384;
         cfg.initial_blocks = 16384;
-        cfg.ring_size = 4096;
+        cfg.ring_size = ring_size;
         owner = magpool_shm_create(shm_name, &cfg, sizeof cfg);
         if (!owner) {
             perror("magpool_shm_create");
             exit(1);
         }
     } else if (k == K_MUTEX) {
-        mx_pool = mx_create(bs, 16384, 4096, &mx_len);
+        mx_pool = mx_create(bs, 16384, ring_size, &mx_len);
     } else {
         for (int i = 0; i < pairs; i++)
             if (pipe(pipes[i]) != 0)
@@ -443,6 +445,8 @@ int main(int argc, char **argv)
             n_blocks = atol(argv[i + 1]);
         else if (!strcmp(argv[i], "--pairs"))
             n_pairs = atol(argv[i + 1]);
+        else if (!strcmp(argv[i], "--ring"))
+            ring_size = (unsigned)atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--only"))
             only = argv[i + 1];
         else if (!strcmp(argv[i], "--json"))
@@ -453,7 +457,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (runs < 1 || runs > 64 || n_blocks < 1 || n_pairs < 1) {
+    if (runs < 1 || runs > 64 || n_blocks < 1 || n_pairs < 1 || ring_size < 2 || ring_size > 65536 ||
+        (ring_size & (ring_size - 1))) {
         fprintf(stderr, "bench_shm: bad options\n");
         return 2;
     }

@@ -3,10 +3,12 @@
  * stress_shm: the cross-process shared pool under load, and under kill -9.
  *
  *   stress_shm [--procs P] [--threads T] [--seconds S] [--kill-ms K]
- *              [--max-blocks N] [--block-size B] [--seed X]
+ *              [--max-blocks N] [--block-size B] [--seed X] [--churn 0|1]
  *
- * P worker processes (0: the threads run in this process; that is what the
- * TSan build runs, since TSan cannot see across processes) of T threads
+ * P worker processes (0: the threads run in this process, beside a thread
+ * that attaches a second handle, leaves orphans and reclaims them unless
+ * --churn 0; that is what the TSan build runs, since TSan cannot see across
+ * processes) of T threads
  * each, attached by name, for S seconds. Each thread repeatedly: acquires a
  * block, stamps it (the whole block: a token derived from its worker,
  * thread and sequence) and enqueues it into a ring; dequeues a block that
@@ -50,12 +52,12 @@
 extern bool magpool_test_shm_ring_relaxed, magpool_test_shm_no_reclaim;
 
 static struct {
-    int procs, threads, kill_ms;
+    int procs, threads, kill_ms, churn;
     double seconds;
     size_t max_blocks, block_size;
     unsigned seed;
     char name[64];
-} opt = {4, 2, 0, 2.0, 8192, 64, 1, ""};
+} opt = {4, 2, 0, 1, 2.0, 8192, 64, 1, ""};
 
 static atomic_ulong failures;
 static atomic_int stop;
@@ -184,6 +186,37 @@ static void *run_threads_main(void *pool)
     return NULL;
 }
 
+/* In the single-process run: a second handle that comes and goes (a process
+ * that attaches, hands some blocks to the rings and leaves holding others),
+ * with orphan reclaim racing the consumers' adoption of its ring entries.
+ * Not under TSan (--churn 0): the second handle maps the segment at another
+ * address, and TSan keys atomics and mutexes by address, so it cannot see
+ * that the two mappings' ring cells and mutex are one object and reports
+ * the hand-offs through them as races (docs/shm.md, "Tests"). */
+static void *orphan_churn(void *arg)
+{
+    uint64_t rng = 99;
+    unsigned long rounds = 0;
+    while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
+        magpool_shm_t *h = magpool_shm_attach(opt.name, opt.block_size);
+        CHECK(h != NULL, "churn attach: %s", strerror(errno));
+        if (!h)
+            break;
+        for (int i = 0; i < 16; i++) {
+            void *b = magpool_shm_acquire(h);
+            if (!b)
+                break;
+            stamp_block(b, (UINT64_C(0xfff) << 40) | ++rounds);
+            if (xorshift(&rng) & 1 && magpool_shm_ring_enqueue(h, (unsigned)i % 2, b) != 0)
+                CHECK(magpool_shm_release(h, b) == 0, "churn release: %s", strerror(errno));
+            /* else: left held, an orphan once h detaches */
+        }
+        CHECK(magpool_shm_detach(h) == 0, "churn detach");
+        CHECK(magpool_shm_reclaim_orphans(arg) >= 0, "reclaim: %s", strerror(errno));
+    }
+    return NULL;
+}
+
 static void on_term(int sig)
 {
     (void)sig;
@@ -280,6 +313,8 @@ static void parse(int argc, char **argv)
             opt.threads = atoi(v);
         else if (!strcmp(k, "--seconds"))
             opt.seconds = atof(v);
+        else if (!strcmp(k, "--churn"))
+            opt.churn = atoi(v);
         else if (!strcmp(k, "--kill-ms"))
             opt.kill_ms = atoi(v);
         else if (!strcmp(k, "--max-blocks"))
@@ -295,6 +330,7 @@ static void parse(int argc, char **argv)
         else {
             fprintf(stderr, "usage: stress_shm [--procs P] [--threads T] [--seconds S] "
                             "[--kill-ms K] [--max-blocks N] [--block-size B] [--seed X]\n"
+                            "                  [--churn 0|1]\n"
                             "                  [--break ring-relaxed|no-reclaim]\n");
             exit(2);
         }
@@ -332,11 +368,15 @@ int main(int argc, char **argv)
         /* The threads run in this process; this thread stops them. */
         struct timespec ts = {(time_t)opt.seconds,
                               (long)((opt.seconds - (double)(time_t)opt.seconds) * 1e9)};
-        pthread_t th;
+        pthread_t th, churn;
         pthread_create(&th, NULL, run_threads_main, pool);
+        if (opt.churn)
+            pthread_create(&churn, NULL, orphan_churn, pool);
         nanosleep(&ts, NULL);
         atomic_store(&stop, 1);
         pthread_join(th, NULL);
+        if (opt.churn)
+            pthread_join(churn, NULL);
     } else {
         pid_t pids[32];
         for (int i = 0; i < opt.procs; i++)
