@@ -507,3 +507,36 @@ Test(shm, blocks_of_a_stride_that_is_not_a_power_of_two)
     }
     done(p);
 }
+
+/* A slot whose pid now belongs to another process (same pid, other start
+ * time: the pid was reused) is dead; so is a zombie that nobody reaped. */
+Test(shm, reused_pid_and_zombie_count_as_dead)
+{
+    magpool_shm_t *p = make(64, 256);
+    magpool_shm_t *q = magpool_shm_attach(name, 64);
+    cr_assert_not_null(q);
+    void *b = magpool_shm_acquire(q);
+    cr_assert_not_null(b);
+    cr_assert_eq(magpool_shm_recover(p), 0, "q's process (this one) is alive");
+    atomic_fetch_add(&p->procs[q->slot].start_time, 1); /* as if the pid were reused */
+    cr_assert_eq(magpool_shm_recover(p), 1);
+    cr_assert_eq(stats(p).orphans, 1, "q's held block");
+    cr_assert_eq(magpool_shm_reclaim_orphans(p), 1);
+    /* Its slot is free now (not reused before this): detach frees the rest. */
+    cr_assert_eq(magpool_shm_detach(q), 0);
+
+    pid_t pid = fork();
+    if (pid == 0) {
+        magpool_shm_t *c = magpool_shm_attach(name, 64);
+        _exit(c && magpool_shm_acquire(c) ? 0 : 1); /* exits attached */
+    }
+    siginfo_t si;
+    cr_assert_eq(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT), 0); /* a zombie now */
+    cr_assert_eq(si.si_status, 0);
+    cr_assert_eq(magpool_shm_recover(p), 1, "a zombie is dead");
+    waitpid(pid, NULL, 0);
+    cr_assert_eq(magpool_shm_reclaim_orphans(p), 1);
+    magpool_shm_stats_t st = stats(p);
+    cr_assert_eq(st.held + st.orphans, 0);
+    done(p);
+}
