@@ -163,8 +163,10 @@ MAGPOOL_API void *magpool_shm_acquire(magpool_shm_t *pool) MAGPOOL_MALLOC_ATTR;
  * Give back a block held by any process attached to this pool (a block
  * acquired in process A may be released in process B). NULL is a no-op.
  * @return 0, or -1 with EINVAL (not a block of this pool, or not held:
- *   double release, a block still in a ring), ECHILD. The pool is unchanged
- *   on error.
+ *   a double release), ECHILD. The pool is unchanged on error.
+ * A block given to a ring (or to another process) is no longer the
+ * caller's: releasing it as well is a bug the pool cannot always detect
+ * (the ring entry keeps the holder's stamp until a consumer adopts it).
  */
 MAGPOOL_API int magpool_shm_release(magpool_shm_t *pool, void *block);
 
