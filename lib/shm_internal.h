@@ -16,6 +16,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <unistd.h>
 #include <stdint.h>
 
 #include "atomic.h"
@@ -130,6 +131,11 @@ struct magpool_shm {
  * process's cached blocks (the kill -9 soak's accounting must fail). */
 extern bool magpool_test_shm_ring_relaxed;
 extern bool magpool_test_shm_no_reclaim;
+/* Not a removed mechanism but a widened window: a refill sleeps this long
+ * with the stamps already CACHED and the stack top not yet moved, so that
+ * the kill -9 soak kills holders inside the critical section and the next
+ * locker must repair (EOWNERDEAD). */
+extern unsigned magpool_test_shm_hold_lock_us;
 
 /* shm_segment.c */
 int shm_lock(struct magpool_shm *p);

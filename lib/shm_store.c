@@ -21,6 +21,8 @@
 
 #include "shm_internal.h"
 
+unsigned magpool_test_shm_hold_lock_us;
+
 void shm_store_rebuild(struct magpool_shm *p)
 {
     uint64_t top = 0, hi = 0;
@@ -82,6 +84,8 @@ uint32_t shm_store_take(struct magpool_shm *p, uint32_t *out, uint32_t n)
         out[got++] = idx;
         top--;
     }
+    if (unlikely(magpool_test_shm_hold_lock_us) && got)
+        usleep(magpool_test_shm_hold_lock_us);
     atomic_store_relaxed(&p->hdr->top, top);
     return got;
 }

@@ -4,6 +4,7 @@
  *
  *   stress_shm [--procs P] [--threads T] [--seconds S] [--kill-ms K]
  *              [--max-blocks N] [--block-size B] [--seed X] [--churn 0|1]
+ *              [--cache N]
  *
  * P worker processes (0: the threads run in this process, beside a thread
  * that attaches a second handle, leaves orphans and reclaims them unless
@@ -15,6 +16,14 @@
  * some thread of some process produced, checks the stamp is intact (a block
  * handed out twice, or written by two owners, tears it), poisons it and
  * releases it; sometimes keeps a few blocks for a while or releases directly.
+ *
+ * --cache N: thread cache size (default 32); a small one sends most
+ * operations through the segment mutex.
+ *
+ * --hold-lock-us U: every refill sleeps U us inside the segment mutex, in
+ * the middle of its update (a white-box switch), so that the kills land
+ * there and the survivors must repair the free stack (EOWNERDEAD); the run
+ * then also checks that repairs happened.
  *
  * --kill-ms K: every K ms (+-50%) a random worker process is killed with
  * SIGKILL and a new one started; the parent also runs recovery and returns
@@ -50,14 +59,15 @@
 #include <magpool_shm.h>
 
 extern bool magpool_test_shm_ring_relaxed, magpool_test_shm_no_reclaim;
+extern unsigned magpool_test_shm_hold_lock_us;
 
 static struct {
-    int procs, threads, kill_ms, churn;
+    int procs, threads, kill_ms, churn, cache;
     double seconds;
     size_t max_blocks, block_size;
     unsigned seed;
     char name[64];
-} opt = {4, 2, 0, 1, 2.0, 8192, 64, 1, ""};
+} opt = {4, 2, 0, 1, 32, 2.0, 8192, 64, 1, ""};
 
 static atomic_ulong failures;
 static atomic_int stop;
@@ -313,6 +323,10 @@ static void parse(int argc, char **argv)
             opt.threads = atoi(v);
         else if (!strcmp(k, "--seconds"))
             opt.seconds = atof(v);
+        else if (!strcmp(k, "--hold-lock-us"))
+            magpool_test_shm_hold_lock_us = (unsigned)atoi(v);
+        else if (!strcmp(k, "--cache"))
+            opt.cache = atoi(v);
         else if (!strcmp(k, "--churn"))
             opt.churn = atoi(v);
         else if (!strcmp(k, "--kill-ms"))
@@ -330,7 +344,7 @@ static void parse(int argc, char **argv)
         else {
             fprintf(stderr, "usage: stress_shm [--procs P] [--threads T] [--seconds S] "
                             "[--kill-ms K] [--max-blocks N] [--block-size B] [--seed X]\n"
-                            "                  [--churn 0|1]\n"
+                            "                  [--churn 0|1] [--cache N] [--hold-lock-us U]\n"
                             "                  [--break ring-relaxed|no-reclaim]\n");
             exit(2);
         }
@@ -352,7 +366,7 @@ int main(int argc, char **argv)
     cfg.max_blocks = opt.max_blocks;
     cfg.initial_blocks = 64;
     cfg.grow_blocks = 128;
-    cfg.cache_size = 32;
+    cfg.cache_size = (unsigned)opt.cache;
     cfg.rings = 2;
     cfg.ring_size = 256;
     magpool_shm_t *pool = magpool_shm_create(opt.name, &cfg, sizeof cfg);
@@ -412,6 +426,11 @@ int main(int argc, char **argv)
         }
     }
     check_accounting(pool);
+    if (magpool_test_shm_hold_lock_us && kills >= 10) {
+        magpool_shm_stats_t st;
+        magpool_shm_stats(pool, &st, sizeof st);
+        CHECK(st.repairs > 0, "%u kills with the lock held most of the time, but no repair", kills);
+    }
     printf("stress_shm: %d procs x %d threads, %.1f s, %u kills, %u workers started: %lu "
            "failures\n",
            opt.procs, opt.threads, opt.seconds, kills, spawned, atomic_load(&failures));
