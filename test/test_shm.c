@@ -272,6 +272,11 @@ Test(shm, pointers_and_offsets_that_are_not_blocks_are_refused)
     magpool_shm_stats_t st;
     cr_assert_eq(magpool_shm_stats(p, &st, 8), -1);
     cr_assert_eq(errno, EINVAL);
+    cr_assert_eq(magpool_shm_stats(p, NULL, sizeof st), -1);
+    cr_assert_eq(errno, EINVAL);
+    cr_assert_eq(magpool_shm_ring_enqueue(p, 0, NULL), -1);
+    cr_assert_eq(errno, EINVAL);
+    cr_assert_eq(magpool_shm_offset(p, NULL), MAGPOOL_SHM_BAD_OFFSET);
     done(p);
 }
 
@@ -432,6 +437,11 @@ Test(shm, handle_inherited_through_fork_answers_echild)
     if (pid == 0) {
         int ok = magpool_shm_acquire(p) == NULL && errno == ECHILD &&
                  magpool_shm_release(p, b) == -1 && errno == ECHILD &&
+                 magpool_shm_flush(p) == -1 && errno == ECHILD &&
+                 magpool_shm_recover(p) == -1 && errno == ECHILD &&
+                 magpool_shm_reclaim_orphans(p) == -1 && errno == ECHILD &&
+                 magpool_shm_ring_enqueue(p, 0, b) == -1 && errno == ECHILD &&
+                 magpool_shm_ring_dequeue(p, 0) == NULL && errno == ECHILD &&
                  magpool_shm_detach(p) == -1 && errno == ECHILD;
         magpool_shm_t *c = magpool_shm_attach(name, 64);
         ok = ok && c && magpool_shm_acquire(c) != NULL && magpool_shm_detach(c) == 0;
