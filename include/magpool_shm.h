@@ -20,8 +20,9 @@
  *     process-shared mutex.
  *   - A process found dead (its pid gone, or reused: /proc start time) loses
  *     nothing: the blocks stamped as parked in its caches go back to the free
- *     stack (magpool_shm_recover, also run automatically before an acquire
- *     fails for exhaustion); the blocks its user held are "orphans", counted
+ *     stack (magpool_shm_recover, also run automatically, at most every
+ *     10 ms, before an acquire fails for exhaustion); the blocks its user
+ *     held are "orphans", counted
  *     by magpool_shm_stats and returned by magpool_shm_reclaim_orphans.
  *   - Rings: lock-free MPMC queues of blocks inside the segment (DPDK
  *     rte_ring-like, but every step is one CAS that others can complete, so a
@@ -154,7 +155,8 @@ MAGPOOL_API int magpool_shm_unlink(const char *name);
  * pop from the calling thread's private cache and one relaxed store of the
  * block's stamp. When the cache is empty a batch comes from the free stack
  * (robust mutex), growing the pool when needed; at max_blocks, dead
- * processes are recovered before the call gives up.
+ * processes are recovered (at most every 10 ms across the segment) before
+ * the call gives up.
  * @return a block, or NULL with EINVAL (pool NULL), ENOMEM, ECHILD.
  */
 MAGPOOL_API void *magpool_shm_acquire(magpool_shm_t *pool) MAGPOOL_MALLOC_ATTR;

@@ -144,7 +144,7 @@ static uint32_t tcache_refill(struct shm_tcache *tc)
     got = shm_store_take(p, tc->idx + tc->count, want);
     if (got == 0 && shm_store_grow(p) == 0)
         got = shm_store_take(p, tc->idx + tc->count, want);
-    if (got == 0 && shm_recover_locked(p) > 0)
+    if (got == 0 && shm_recover_auto_locked(p) > 0)
         got = shm_store_take(p, tc->idx + tc->count, want);
     shm_unlock(p);
     tc->count += got;

@@ -92,6 +92,10 @@ struct shm_header {
     _Atomic uint64_t top;        /* entries on the free stack */
     /* Statistics since create (relaxed: counters). */
     _Atomic uint64_t procs_recovered, repairs, ring_dropped;
+    /* Under `lock`: CLOCK_MONOTONIC (system-wide) of the last automatic
+     * recovery, so that acquirers spinning at max_blocks do not each hold
+     * the lock for 64 liveness checks. */
+    _Atomic uint64_t last_auto_recover_ns;
 };
 
 /* Per-thread cache of block indices: private memory, one per (thread,
@@ -154,6 +158,7 @@ int shm_store_grow(struct magpool_shm *p);
 int shm_proc_register(struct magpool_shm *p);
 void shm_proc_unregister(struct magpool_shm *p);
 int shm_recover_locked(struct magpool_shm *p);
+int shm_recover_auto_locked(struct magpool_shm *p);
 bool shm_stamp_owner_live(const struct magpool_shm *p, uint32_t stamp);
 uint64_t shm_proc_start_time(pid_t pid);
 

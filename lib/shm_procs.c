@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "shm_internal.h"
@@ -146,6 +147,21 @@ int shm_recover_locked(struct magpool_shm *p)
         n++;
     }
     return n;
+}
+
+/* The automatic recovery of an acquire that found no block: at most once
+ * per 10 ms for the whole segment (an explicit magpool_shm_recover always
+ * runs). */
+int shm_recover_auto_locked(struct magpool_shm *p)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    uint64_t last = atomic_load_relaxed(&p->hdr->last_auto_recover_ns);
+    if (now - last < 10000000u && now >= last)
+        return 0;
+    atomic_store_relaxed(&p->hdr->last_auto_recover_ns, now);
+    return shm_recover_locked(p);
 }
 
 bool shm_stamp_owner_live(const struct magpool_shm *p, uint32_t stamp)

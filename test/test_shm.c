@@ -550,3 +550,39 @@ Test(shm, reused_pid_and_zombie_count_as_dead)
     cr_assert_eq(st.held + st.orphans, 0);
     done(p);
 }
+
+/* At max_blocks, an acquire recovers dead processes by itself before it
+ * fails: the blocks a killed process had parked come back without a call. */
+Test(shm, acquire_at_the_cap_recovers_a_dead_process_by_itself)
+{
+    magpool_shm_t *p = make(64, 64);
+    int ready[2];
+    cr_assert_eq(pipe(ready), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        magpool_shm_t *c = magpool_shm_attach(name, 64);
+        void *b[64];
+        int n = 0;
+        while (c && n < 64 && (b[n] = magpool_shm_acquire(c)) != NULL)
+            n++;
+        for (int i = 0; i < 6 && n == 64; i++)
+            magpool_shm_release(c, b[i]); /* parked in its cache (size 8) */
+        (void)!write(ready[1], n == 64 ? "y" : "n", 1);
+        pause();
+        _exit(0);
+    }
+    char x;
+    cr_assert_eq(read(ready[0], &x, 1), 1);
+    cr_assert_eq(x, 'y');
+    cr_assert_null(magpool_shm_acquire(p), "all held or parked by the child");
+    cr_assert_eq(errno, ENOMEM);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    usleep(20000); /* past the 10 ms between automatic recoveries */
+    for (int i = 0; i < 6; i++)
+        cr_assert_not_null(magpool_shm_acquire(p), "block %d of the dead child's cache", i);
+    cr_assert_null(magpool_shm_acquire(p));
+    cr_assert_eq(stats(p).orphans, 58);
+    cr_assert_eq(magpool_shm_reclaim_orphans(p), 58);
+    done(p);
+}
