@@ -109,7 +109,9 @@ MAGPOOL_API int magpool_shm_config_init(magpool_shm_config_t *cfg, size_t cfg_si
 
 /**
  * Create a new shared pool named @p name ("/something", as shm_open(3):
- * one leading slash, no other, at most 250 bytes) and attach the calling
+ * one leading slash, no other, at most 250 bytes, not starting with
+ * "/magpool." -- the live view's segments, see magpool_publish_start) and
+ * attach the calling
  * process to it. The segment's full size (max_blocks) is reserved with
  * ftruncate; only initial_blocks are committed (fallocate), the rest on
  * growth. Fails with EEXIST if the name exists (unlink it first: a

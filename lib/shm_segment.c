@@ -144,10 +144,13 @@ static int geo_validate(const struct shm_geometry *g, uint64_t file_size)
     return 0;
 }
 
+/* "/magpool.<pid>" is the live view's segment (lib/pubseg.c), which its
+ * tools list and clean up by that prefix: a pool must not be mistaken for
+ * one, so the prefix is refused. */
 static bool name_ok(const char *name)
 {
     if (!name || name[0] != '/' || name[1] == '\0' || strchr(name + 1, '/') ||
-        strlen(name) > 250) {
+        strlen(name) > 250 || strncmp(name, "/magpool.", 9) == 0) {
         errno = EINVAL;
         return false;
     }

@@ -96,7 +96,7 @@ Test(shm, bad_parameters_are_refused_with_einval)
     cr_assert_eq(magpool_shm_config_init(NULL, sizeof c, 64), -1);
     cr_assert_eq(magpool_shm_config_init(&c, 3, 64), -1);
     cr_assert_eq(errno, EINVAL);
-    const char *bad_names[] = {NULL, "", "/", "noslash", "/a/b"};
+    const char *bad_names[] = {NULL, "", "/", "noslash", "/a/b", "/magpool.123"};
     magpool_shm_config_init(&c, sizeof c, 64);
     for (size_t i = 0; i < sizeof bad_names / sizeof *bad_names; i++) {
         errno = 0;
