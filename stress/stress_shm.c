@@ -52,6 +52,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -259,6 +260,7 @@ static void watchdog(int sig)
     (void)sig;
     static const char msg[] = "stress_shm: WATCHDOG: no progress, hang\n";
     (void)!write(2, msg, sizeof msg - 1);
+    shm_unlink(opt.name); /* no litter in /dev/shm (an unlink(2) underneath) */
     _exit(3);
 }
 
@@ -376,6 +378,11 @@ int main(int argc, char **argv)
     }
     /* Inherited by every worker before it can receive the final SIGTERM. */
     signal(SIGTERM, on_term);
+    /* Only worker processes and the churn thread attach by name: without
+     * them the name goes now, so that a run a sanitizer stops (the must-fail
+     * twins) leaves nothing in /dev/shm. */
+    if (opt.procs == 0 && !opt.churn)
+        magpool_shm_unlink(opt.name);
     uint64_t rng = opt.seed * 2654435761u + 7;
     unsigned kills = 0, spawned = 0;
     if (opt.procs == 0) {
@@ -435,6 +442,7 @@ int main(int argc, char **argv)
            "failures\n",
            opt.procs, opt.threads, opt.seconds, kills, spawned, atomic_load(&failures));
     magpool_shm_detach(pool);
-    magpool_shm_unlink(opt.name);
+    if (opt.procs > 0 || opt.churn)
+        magpool_shm_unlink(opt.name);
     return atomic_load(&failures) ? 1 : 0;
 }
