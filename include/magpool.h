@@ -135,9 +135,9 @@ extern "C" {
  * config field's zero value always means "as before".
  */
 #define MAGPOOL_VERSION_MAJOR 0
-#define MAGPOOL_VERSION_MINOR 2
+#define MAGPOOL_VERSION_MINOR 3
 #define MAGPOOL_VERSION_PATCH 0
-#define MAGPOOL_VERSION_STRING "0.2.0"
+#define MAGPOOL_VERSION_STRING "0.3.0"
 /** MAJOR * 10000 + MINOR * 100 + PATCH, for #if comparisons. */
 #define MAGPOOL_VERSION_NUMBER                                              \
     (MAGPOOL_VERSION_MAJOR * 10000 + MAGPOOL_VERSION_MINOR * 100 + MAGPOOL_VERSION_PATCH)
@@ -376,7 +376,7 @@ MAGPOOL_API void *magpool_acquire_zeroed(magpool_t *pool) MAGPOOL_MALLOC_ATTR;
 #define magpool_delete(pool, ptr)  magpool_release((pool), (ptr))
 
 /*
- * Per-thread handles (after DPDK's rte_mempool_cache; added after 0.2.0).
+ * Per-thread handles (after DPDK's rte_mempool_cache; since 0.3).
  *
  *   magpool_cache_t *c = magpool_cache_get(pool);   once per thread
  *   if (c == NULL) ...                               errno: EINVAL / ENOMEM
@@ -690,8 +690,8 @@ typedef enum {
                                           inside magpool (a signal handler):
                                           refused (since 0.2)                   */
     MAGPOOL_ERR_WRONG_THREAD         /**< a magpool_cache_t used on a thread
-                                          that did not get it: refused (added
-                                          after 0.2.0)                          */
+                                          that did not get it: refused (since
+                                          0.3)                                  */
 } magpool_error_kind_t;
 
 /** One report, passed to the error handler; valid during the call only. */
@@ -1116,7 +1116,7 @@ MAGPOOL_API void magpool_bufmgr_destroy(magpool_bufmgr_t *bm);
 MAGPOOL_API size_t magpool_bufmgr_report_leaks(magpool_bufmgr_t *bm, FILE *out);
 
 /* ==========================================================================
- * Live view: publishing every pool's statistics (since 0.2; lib/publish.c)
+ * Live view: publishing every pool's statistics (since 0.3; lib/publish.c)
  * ========================================================================== */
 
 /**

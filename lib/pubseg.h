@@ -2,7 +2,7 @@
 /*
  * The published segment's layout (version 1) and its seqlock: what
  * lib/publish.c writes into /dev/shm/magpool.<pid> and what the tools
- * (tools/magpool_shm.py) and tests read. docs/live-view.md describes it
+ * (tools/liveview.py) and tests read. docs/live-view.md describes it
  * for readers in other languages; a change of meaning or position of any
  * word below is a new PUB_VERSION.
  *

@@ -208,7 +208,7 @@ bad-input)
   check "the reader remaps a segment that grew" "$PY" - "$TOOLS" "$other" <<'EOF'
 import os, struct, sys
 sys.path.insert(0, sys.argv[1])
-import magpool_shm as m
+import liveview as m
 pid = int(sys.argv[2])
 path = m.segment_path(pid)
 hdr = [m.MAGIC, 1, 128, 320, pid, 0, 0, 1, 0, 1, 0, 0, 1000, 0, 0, 0]
