@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "procstat.h"
 #include "pubseg.h"
 
 #define PUB_MIN_MS      10u
@@ -78,30 +79,6 @@ static uint64_t clock_ns(clockid_t c)
     struct timespec ts;
     clock_gettime(c, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* Field 22 of /proc/<pid>/stat (after the ')' that ends the command
- * name, which may itself hold spaces or parentheses); 0 when unreadable. */
-static uint64_t start_time_of(pid_t pid)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    char *s = strrchr(buf, ')');
-    if (s == NULL)
-        return 0;
-    s++;
-    /* fields 3 .. 21 follow the name: skip 19 of them */
-    for (int field = 3; field < 22 && s; field++)
-        s = strchr(s + 1, ' ');
-    return s ? strtoull(s + 1, NULL, 10) : 0;
 }
 
 /* Words of one pool's record. */
@@ -304,7 +281,7 @@ static int start_locked(unsigned interval_ms)
     if (pb == NULL)
         return -1;
     pb->pid = getpid();
-    pb->start_time = start_time_of(pb->pid);
+    pb->start_time = proc_start_time(pb->pid, NULL);
     pb->interval_ms = interval_ms;
     snprintf(pb->name, sizeof pb->name, "/magpool.%d", (int)pb->pid);
     if (segment_create(pb) != 0) {

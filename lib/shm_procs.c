@@ -31,41 +31,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "procstat.h"
 #include "shm_internal.h"
 
 bool magpool_test_shm_no_reclaim;
 
-/* Field 3 (state) and 22 (start time) of /proc/<pid>/stat; 0 if unreadable. */
-static uint64_t proc_stat(pid_t pid, char *state)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    char *s = strrchr(buf, ')'); /* comm may hold spaces and parentheses */
-    if (!s || s[1] != ' ')
-        return 0;
-    s += 2;
-    *state = *s;
-    for (int field = 3; field < 22; field++) {
-        s = strchr(s, ' ');
-        if (!s)
-            return 0;
-        s++;
-    }
-    return strtoull(s, NULL, 10);
-}
-
 uint64_t shm_proc_start_time(pid_t pid)
 {
-    char state = '?';
-    return proc_stat(pid, &state);
+    return proc_start_time(pid, NULL);
 }
 
 static bool slot_dead(const struct magpool_shm *p, uint32_t i)
@@ -77,7 +50,7 @@ static bool slot_dead(const struct magpool_shm *p, uint32_t i)
     if (kill(pid, 0) != 0 && errno == ESRCH)
         return true;
     char state = '?';
-    uint64_t now = proc_stat(pid, &state);
+    uint64_t now = proc_start_time(pid, &state);
     if (now == 0) /* /proc unreadable: cannot tell, assume alive */
         return false;
     return state == 'Z' || state == 'X' || (start && now != start);
