@@ -23,6 +23,7 @@
  *   print.c       statistics printers (text, JSON), MAGPOOL_SHOW_STATS
  *   publish.c     the live view: every pool's stats in /dev/shm/magpool.<pid>
  *                 from a background thread; pubseg.c its layout and seqlock
+ *   procstat.c    /proc/<pid>/stat: a process's start time (publish.c, shm_procs.c)
  *   faults.c      mmap fault injection (test hook)
  *   pool.c        create / destroy / public entry points, dispatch
  *   mutex_pool.c  the baseline: one lock around one free list
