@@ -103,7 +103,9 @@ void shm_store_put(struct magpool_shm *p, const uint32_t *idx, uint32_t n)
 int shm_store_grow(struct magpool_shm *p)
 {
     uint64_t c = shm_committed(p);
-    uint64_t n = c ? p->geo.grow_blocks : p->geo.initial_blocks;
+    /* The first commit is initial_blocks (create), or a growth step when
+     * the pool was created with none. */
+    uint64_t n = c == 0 && p->geo.initial_blocks ? p->geo.initial_blocks : p->geo.grow_blocks;
     if (n > p->geo.max_blocks - c)
         n = p->geo.max_blocks - c;
     if (n == 0) {

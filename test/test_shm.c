@@ -90,6 +90,27 @@ Test(shm, create_acquire_release_and_attach_by_name)
     done(p);
 }
 
+/* initial_blocks = 0 is a valid config: nothing committed at create, the
+ * first acquire commits one growth step. */
+Test(shm, a_pool_created_empty_grows_on_first_acquire)
+{
+    fresh_name();
+    magpool_shm_config_t c;
+    cr_assert_eq(magpool_shm_config_init(&c, sizeof c, 64), 0);
+    c.max_blocks = 1024;
+    c.initial_blocks = 0;
+    c.grow_blocks = 64;
+    c.cache_size = 8;
+    magpool_shm_t *p = magpool_shm_create(name, &c, sizeof c);
+    cr_assert_not_null(p, "create: %s", strerror(errno));
+    cr_assert_eq(stats(p).committed, 0);
+    void *b = magpool_shm_acquire(p);
+    cr_assert_not_null(b, "acquire from an empty pool: %s", strerror(errno));
+    cr_assert_eq(stats(p).committed, 64, "one growth step");
+    cr_assert_eq(magpool_shm_release(p, b), 0);
+    done(p);
+}
+
 Test(shm, bad_parameters_are_refused_with_einval)
 {
     magpool_shm_config_t c;
