@@ -36,6 +36,8 @@
 
 #include <magpool.h>
 
+#include "stats.h"
+
 #define MAX_RUNS 99
 
 struct cell {
@@ -52,20 +54,6 @@ static double cpu_now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(const double *v, int n)
-{
-    double s[MAX_RUNS];
-    memcpy(s, v, (size_t)n * sizeof *s);
-    qsort(s, (size_t)n, sizeof *s, cmp_d);
-    return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
 }
 
 static void die(const char *what)
@@ -270,8 +258,8 @@ int main(int argc, char **argv)
         struct cell *c = &cells[k];
         run_cell(c, runs, ms);
         printf("  %-8s %5zu B %6zu   %9.3f %9.3f   %9.3f", c->backend_name, c->block_size,
-               c->batch, median(c->single, runs), median(c->bulk, runs),
-               median(c->ratio, runs));
+               c->batch, stats_median(c->single, (size_t)runs), stats_median(c->bulk, (size_t)runs),
+               stats_median(c->ratio, (size_t)runs));
         if (callgrind && c->backend == MAGPOOL_LOCKFREE) {
             c->instr_single = instr_per_block(self, "single", c);
             c->instr_bulk = instr_per_block(self, "bulk", c);
@@ -299,7 +287,8 @@ int main(int argc, char **argv)
         fprintf(f, "    {\n      \"backend\": \"%s\", \"block_size\": %zu, \"batch\": %zu,\n",
                 c->backend_name, c->block_size, c->batch);
         fprintf(f, "      \"single_ns\": %.4f, \"bulk_ns\": %.4f, \"bulk_over_single\": %.4f,\n",
-                median(c->single, runs), median(c->bulk, runs), median(c->ratio, runs));
+                stats_median(c->single, (size_t)runs), stats_median(c->bulk, (size_t)runs),
+                stats_median(c->ratio, (size_t)runs));
         if (c->instr_single >= 0 && c->instr_bulk >= 0)
             fprintf(f, "      \"instr_single\": %.2f, \"instr_bulk\": %.2f,\n",
                     c->instr_single, c->instr_bulk);

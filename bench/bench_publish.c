@@ -26,6 +26,7 @@
 
 #include "magpool.h"
 #include "../tools/mixload.h"
+#include "stats.h"
 
 #define MAXT 64
 #define NMODES 3
@@ -126,18 +127,6 @@ static struct result run_once(unsigned nthreads, double seconds, unsigned ms)
     return (struct result){ ops / (t1 - t0) / 1e6, (cpu1 - cpu0 - workers_cpu) * 1e3 };
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 int main(int argc, char **argv)
 {
     unsigned nthreads = 2, nidle = 100;
@@ -193,9 +182,9 @@ int main(int argc, char **argv)
     for (int m = 0; m < NMODES; m++) {
         double tmp[99];
         memcpy(tmp, mops[m], sizeof(double) * (size_t)runs);
-        med[m] = median(tmp, runs);
+        med[m] = stats_median(tmp, (size_t)runs);
         memcpy(tmp, cpu[m], sizeof(double) * (size_t)runs);
-        medcpu[m] = median(tmp, runs);
+        medcpu[m] = stats_median(tmp, (size_t)runs);
     }
     printf("bench_publish: mix, %u threads, %u pools, %d runs of %.2f s, load %.2f -> %.2f, "
            "%ld cpus\n", nthreads, nidle + 2, runs, seconds, load0[0], load1[0],

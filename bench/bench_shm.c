@@ -43,6 +43,8 @@
 #include <magpool.h>
 #include <magpool_shm.h>
 
+#include "stats.h"
+
 static long n_blocks = 200000; /* per producer */
 static long n_pairs = 20000000;
 static unsigned ring_size = 256; /* hand-off queue entries (both shared variants): 256 x 1 KiB
@@ -409,20 +411,6 @@ static double run_pair(bool shared, size_t bs)
     return dt * 1e9 / (double)n_pairs;
 }
 
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    double t[64];
-    memcpy(t, v, (size_t)n * sizeof *v);
-    qsort(t, (size_t)n, sizeof *t, cmp_d);
-    return n % 2 ? t[n / 2] : (t[n / 2 - 1] + t[n / 2]) / 2;
-}
-
 static double loadavg(void)
 {
     double l = -1;
@@ -495,7 +483,7 @@ int main(int argc, char **argv)
         for (int n = 0; n < 2; n++) {
             double m[K_N];
             for (int k = 0; k < K_N; k++)
-                m[k] = median(pc[s][n][k], runs);
+                m[k] = stats_median(pc[s][n][k], (size_t)runs);
             printf("%6zu %5d %12.0f %12.0f %12.0f %10.2f %10.2f\n", sizes[s], procs[n], m[0], m[1],
                    m[2], m[0] / m[1], m[0] / m[2]);
             if (j) {
@@ -515,12 +503,13 @@ int main(int argc, char **argv)
     if (j)
         fprintf(j, "  ],\n  \"pair\": [\n");
     for (int s = 0; s < 2; s++) {
-        double sh = median(pair[s][0], runs), lo = median(pair[s][1], runs), per_run[64];
+        double sh = stats_median(pair[s][0], (size_t)runs);
+        double lo = stats_median(pair[s][1], (size_t)runs), per_run[64];
         /* Each round measures shared and local back to back: the median of
          * the per-round ratios is the least load-sensitive figure. */
         for (int r = 0; r < runs; r++)
             per_run[r] = pair[s][0][r] / pair[s][1][r];
-        double rr = median(per_run, runs);
+        double rr = stats_median(per_run, (size_t)runs);
         printf("%6zu shared %.2f local %.2f ratio of medians %.3f, median of per-run ratios %.3f\n",
                sizes[s], sh, lo, sh / lo, rr);
         if (j)
