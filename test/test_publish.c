@@ -200,16 +200,22 @@ Test(publish, a_stale_segment_of_our_pid_is_replaced)
     magpool_publish_stop();
 }
 
-Test(publish, a_live_segment_of_this_process_is_not_taken_over)
+/* Leave a live segment under our own name, as another copy of the library
+ * in this process (static + shared) would: our pid, our start time (read
+ * off a segment of our own), the current layout. */
+static void plant_live_segment_of_ours(void)
 {
-    /* What another copy of the library in this process (static + shared)
-     * would have made: our pid, our start time. */
     cr_assert_eq(magpool_publish_start(10), 0);
     uint64_t hdr[PUB_HDR_WORDS];
     cr_assert(wait_snapshot(getpid(), 0, hdr, recs, 256) >= 0);
     uint64_t mine = hdr[H_START_TIME];
     magpool_publish_stop();
     plant_segment((uint64_t)getpid(), mine, PUB_VERSION);
+}
+
+Test(publish, a_live_segment_of_this_process_is_not_taken_over)
+{
+    plant_live_segment_of_ours();
     errno = 0;
     cr_expect_eq(magpool_publish_start(10), -1);
     cr_expect_eq(errno, EBUSY, "errno %d", errno);
@@ -336,12 +342,7 @@ Test(publish, a_publishing_failure_from_the_environment_is_said_on_stderr)
 {
     /* Our name taken by a live segment (as another copy of the library in
      * this process would hold it): EBUSY, said once. */
-    cr_assert_eq(magpool_publish_start(10), 0);
-    uint64_t hdr[PUB_HDR_WORDS];
-    cr_assert(wait_snapshot(getpid(), 0, hdr, recs, 256) >= 0);
-    uint64_t mine = hdr[H_START_TIME];
-    magpool_publish_stop();
-    plant_segment((uint64_t)getpid(), mine, PUB_VERSION);
+    plant_live_segment_of_ours();
     setenv("MAGPOOL_PUBLISH", "50", 1);
     mp_capture_t cap = mp_stderr_begin();
     magpool_t *p = magpool_create(&(magpool_config_t){ .block_size = 64 });
