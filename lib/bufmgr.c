@@ -24,6 +24,13 @@
  * block start of that slab) is the header read; then a CAS LIVE -> IDLE on
  * the state word makes exactly one of two racing releases win.
  *
+ * The slab may be unmapped by a clear_unused between the lookup and the
+ * read (a double release: the first one made the block idle). So lookup
+ * and read happen inside a read section of the class pool's epoch domain,
+ * and the pool unmaps a slab only a grace period after the unmap hook
+ * cleared its entries (see buf_enter below for why this and not the thread
+ * cache's busy flag).
+ *
  * max_buffers: an idle counter (relaxed RMW, only when a cap is set) counts
  * released buffers kept in the pools. A release that would exceed the cap
  * returns the buffer's whole pages to the OS (madvise MADV_DONTNEED) and
@@ -366,7 +373,8 @@ static noinline magpool_t *class_pool_slow(struct magpool_bufmgr *bm, unsigned c
         cfg.magazine_size = (unsigned)(m < 2 ? 2 : m > 128 ? 128 : m);
         cfg.flags = bm->checked ? MAGPOOL_CHECKED : 0;
         struct pool_hooks hooks = { .carve = bm_carve, .unmap = bm_unmap, .ctx = k,
-                                      .idle_blocks_hold_state = true };
+                                      .idle_blocks_hold_state = true,
+                                      .unmap_after_grace = true };
         p = pool_create_hooked(&cfg, &hooks);
         if (p != NULL) {
             char name[MAGPOOL_NAME_MAX];
@@ -517,15 +525,72 @@ static noinline void purge_block(struct magpool_bufmgr *bm, struct bhdr *h, size
 }
 
 /*
- * Where buf lives, decided without reading memory the manager does not own
- * (see the top of this file). 1: the start of a block of class *kp's pool
- * *pp, whose header *hp carries our magic (its state is not looked at);
- * 0: in no class pool's slab, *hp is where a large buffer's header would
- * be (look it up in the large table before reading it); -1: not a buffer
- * start of ours, *what says why (as a release would report it).
+ * Reading a header found through the page map. A block's slab can be
+ * unmapped by clear_unused / trim once every block of it is idle — in
+ * particular after the first of two releases of the same buffer, while the
+ * second is between its page-map lookup and its header read. So the header
+ * is read inside a read section of the class pool's epoch domain, and the
+ * pool unmaps our slabs only a grace period after the unmap hook cleared
+ * their page-map entries (hooks.unmap_after_grace, slab.c): an entry seen
+ * inside a section stays mapped until the section ends.
+ *
+ * Why an epoch section and not the thread cache's busy flag: the trimmer's
+ * stop-the-caches handshake (steal.c) runs once, at the start of a trim,
+ * and lets the owners go before slabs are unmapped, so it would need a
+ * second handshake (a membarrier) per trim between the page-map clear and
+ * the munmap; it exists only where membarrier works (without it trim
+ * would have to stop unmapping our slabs); and an owner that finds a steal
+ * pending must back off through the growth lock. Waiting for readers
+ * before freeing what they may still read is what the pool's domain is
+ * for (docs/design.md, "Locks and grace periods": trim already waits for
+ * one, growth lock held, never inside a section), and the section takes no
+ * lock. Its price on every pooled release and capacity query is
+ * ck_epoch_begin's atomic exchange and a store (bench_objects'
+ * bufmgr rows). If the thread has no cache of the pool and none can be
+ * made (no memory), the growth lock, under which trim unmaps, guards the
+ * read instead.
  */
-static int buf_find(struct magpool_bufmgr *bm, const void *buf, struct bhdr **hp,
-                    struct bm_class **kp, magpool_t **pp, const char **what)
+struct hdr_guard {
+    magpool_t *pool;
+    ck_epoch_record_t *reader;          /* NULL: pool's growth lock held     */
+};
+
+/* Test hook (stress_bufmgr_race): runs after the page map claimed a block,
+ * before its header is read — where a racing clear_unused would unmap it. */
+void (*magpool_test_bufmgr_header_hook)(void);
+
+static void hdr_enter(struct hdr_guard *g, magpool_t *p)
+{
+    struct tcache *tc = tcache_lookup(p);
+    if (unlikely(tc == NULL))
+        tc = registry_tcache_slow(p); /* as magpool_release would: no section yet */
+    g->pool = p;
+    g->reader = tc ? tc->reader : NULL;
+    if (likely(g->reader != NULL))
+        epoch_read_lock(&p->epoch, g->reader);
+    else
+        mutex_lock(&p->grow_lock);
+}
+
+static void hdr_leave(struct hdr_guard *g)
+{
+    if (likely(g->reader != NULL))
+        epoch_read_unlock(&g->pool->epoch, g->reader);
+    else
+        pthread_mutex_unlock(&g->pool->grow_lock);
+}
+
+/*
+ * Where buf lives, decided without reading memory the manager does not own
+ * (see the top of this file). 1: the start of a block of class *kp, whose
+ * header *hp carries our magic (its state is not looked at); the caller is
+ * inside *g (hdr_leave when done with the header). 0: in no class pool's
+ * slab, *hp is where a large buffer's header would be (look it up in the
+ * large table before reading it). -1: not a buffer start of ours, *what
+ * says why (as a release would report it).
+ */
+static int buf_enter(struct magpool_bufmgr *bm, const void *buf, struct bhdr **hp,
+                     struct bm_class **kp, struct hdr_guard *g, const char **what)
 {
     uintptr_t a = (uintptr_t)buf;
     if (unlikely(a & (MAGPOOL_BUFMGR_ALIGN - 1))) {
@@ -534,27 +599,40 @@ static int buf_find(struct magpool_bufmgr *bm, const void *buf, struct bhdr **hp
     }
     struct bhdr *h = (struct bhdr *)(a - BM_HDR);
     *hp = h;
-    uint32_t e = pm_lookup(bm, h);
-    if (e == 0)
-        return 0;
-    unsigned c = (e & 0xffu) - 1;
-    struct bm_class *k = &bm->cls[c];
-    uintptr_t first = ((uintptr_t)h & ~(uintptr_t)((1u << PM_SHIFT) - 1)) -
-                      ((uintptr_t)(e >> 8) << PM_SHIFT);
-    /* acquire: pairs with the release store in class_pool_slow. */
-    magpool_t *p = atomic_load_acquire(&k->pool);
-    if (unlikely(p == NULL || ((uintptr_t)h - first) % k->stride != 0)) {
-        *what = "release of a pointer inside a buffer";
-        return -1;
+    struct bm_class *k;
+    for (;;) {
+        uint32_t e = pm_lookup(bm, h);
+        if (e == 0)
+            return 0;
+        k = &bm->cls[(e & 0xffu) - 1];
+        uintptr_t first = ((uintptr_t)h & ~(uintptr_t)((1u << PM_SHIFT) - 1)) -
+                          ((uintptr_t)(e >> 8) << PM_SHIFT);
+        /* acquire: pairs with the release store in class_pool_slow. */
+        magpool_t *p = atomic_load_acquire(&k->pool);
+        if (unlikely(p == NULL || ((uintptr_t)h - first) % k->stride != 0)) {
+            *what = "release of a pointer inside a buffer";
+            return -1;
+        }
+        hdr_enter(g, p);
+        /* Looked up again inside the section: ck_epoch_begin's full fence
+         * pairs with the one that starts the trimmer's grace period, which
+         * comes after bm_unmap cleared the entry — either the trimmer waits
+         * for this section or we see the cleared entry. An entry that
+         * changed meanwhile (slab gone, or another slab there now): again. */
+        if (likely(pm_lookup(bm, h) == e))
+            break;
+        hdr_leave(g);
     }
-    /* The address is a block start of one of our slabs: the header is mapped
-     * memory of ours, safe to read. */
+    if (unlikely(magpool_test_bufmgr_header_hook != NULL))
+        magpool_test_bufmgr_header_hook();
+    /* The address is a block start of one of our slabs, mapped until we
+     * leave the section: the header is safe to read. */
     if (unlikely(atomic_load_relaxed(&h->magic) != (BM_MAGIC ^ (uintptr_t)h))) {
+        hdr_leave(g);
         *what = "release of a pointer this manager did not hand out";
         return -1;
     }
     *kp = k;
-    *pp = p;
     return 1;
 }
 
@@ -563,8 +641,8 @@ static int bufmgr_release(struct magpool_bufmgr *bm, void *buf, const char **wha
 {
     struct bhdr *h;
     struct bm_class *k;
-    magpool_t *p;
-    int found = buf_find(bm, buf, &h, &k, &p, what);
+    struct hdr_guard g;
+    int found = buf_enter(bm, buf, &h, &k, &g, what);
     if (found < 0)
         return -1;
     if (found == 0) {
@@ -576,9 +654,11 @@ static int bufmgr_release(struct magpool_bufmgr *bm, void *buf, const char **wha
     uint32_t exp = ST_LIVE;
     /* relaxed: exactly one of racing releases wins; the block itself is
      * handed over by magpool_release's own release ordering. */
-    if (unlikely(!atomic_compare_exchange_strong_explicit(&h->state, &exp, ST_IDLE,
-                                                          memory_order_relaxed,
-                                                          memory_order_relaxed))) {
+    bool won = atomic_compare_exchange_strong_explicit(&h->state, &exp, ST_IDLE,
+                                                       memory_order_relaxed,
+                                                       memory_order_relaxed);
+    hdr_leave(&g); /* a block we won is ours: its slab cannot go */
+    if (unlikely(!won)) {
         *what = exp == ST_IDLE ? "double release" : "release of a buffer that is not live";
         return -1;
     }
@@ -589,7 +669,7 @@ static int bufmgr_release(struct magpool_bufmgr *bm, void *buf, const char **wha
             purge_block(bm, h, k->stride);
         }
     }
-    magpool_release(p, h);
+    magpool_release(g.pool, h);
     return 0;
 }
 
@@ -639,16 +719,19 @@ MAGPOOL_API size_t magpool_bufmgr_capacity(magpool_bufmgr_t *bm, const void *buf
     const char *what;
     struct bhdr *h;
     struct bm_class *k;
-    magpool_t *p;
+    struct hdr_guard g;
     size_t bytes = 0;
     uint32_t dtype = 0;
-    int found = bm && buf ? buf_find(bm, buf, &h, &k, &p, &what) : -1;
-    if (found > 0 && atomic_load_relaxed(&h->state) == ST_LIVE) {
+    int found = bm && buf ? buf_enter(bm, buf, &h, &k, &g, &what) : -1;
+    if (found > 0) {
         /* relaxed: the caller owns buf, and magpool_bufmgr_get wrote state
          * and dtype before handing it over; a released buffer reads IDLE or
-         * FRESH (the header of a pooled block stays mapped and ours). */
-        bytes = class_size(k->idx);
-        dtype = h->dtype;
+         * FRESH (its slab stays mapped while we are inside g). */
+        if (atomic_load_relaxed(&h->state) == ST_LIVE) {
+            bytes = class_size(k->idx);
+            dtype = h->dtype;
+        }
+        hdr_leave(&g);
     } else if (found == 0) {
         /* Listed under large_lock: mapped, and its header written before it
          * was listed (by large_get, under the same lock). */

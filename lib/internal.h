@@ -94,12 +94,18 @@ struct slab {
  *  idle_blocks_hold_state: idle blocks carry state the layer needs (a
  *           constructed object, a header), so trim must not give their pages
  *           back with madvise; only whole slabs are unmapped (with `unmap`).
+ *  unmap_after_grace: the layer reads block memory of slabs it finds on its
+ *           own (bufmgr.c: a header found through its page map), inside a
+ *           read section of the pool's epoch domain; trim runs `unmap` (which
+ *           unpublishes the slab), waits for a grace period, then unmaps.
+ *           Lock-free backend only (the mutex backend has no domain).
  */
 struct pool_hooks {
     int  (*carve)(void *ctx, char *first, size_t n, size_t stride);
     void (*unmap)(void *ctx, char *first, size_t n, size_t stride);
     void *ctx;
     bool idle_blocks_hold_state;
+    bool unmap_after_grace;
 };
 
 /* All slabs of a pool, sorted by address. Modified only under the owner's
@@ -132,9 +138,13 @@ int    slab_grow(struct slab_set *s, size_t min_blocks, size_t max_blocks,
 /* idle[0..n) are idle blocks owned by the caller. Slabs whose every block is
  * in idle[] are unmapped; the survivors are compacted to the front of idle[].
  * Returns the number of blocks unmapped; *kept = survivors; *resident = the
- * bytes of the unmapped slabs that were resident (given back to the OS). */
+ * bytes of the unmapped slabs that were resident (given back to the OS).
+ * grace: NULL, or the pool's epoch domain when the hooks ask for
+ * unmap_after_grace: the unmap hooks run first, then a grace period of
+ * `grace` (growth lock held, no read section), then the munmaps. */
+struct epoch_domain;
 size_t slab_reclaim(struct slab_set *s, void **idle, size_t n, size_t *kept,
-                    size_t *resident);
+                    size_t *resident, struct epoch_domain *grace);
 
 /* The spill set (lock-free backend, growth lock held): idle blocks parked
  * without a magazine because magazine memory ran out. One bit per block,
@@ -564,6 +574,9 @@ size_t mutex_pool_trim(magpool_t *p, uint64_t max_idle_ns);
 void   mutex_pool_stats(magpool_t *p, magpool_stats_t *out);
 void   mutex_pool_destroy(magpool_t *p);
 
+/* bufmgr.c: runs between the page-map lookup and the header read of a
+ * release or capacity query (stress_bufmgr_race widens that window) */
+extern void (*magpool_test_bufmgr_header_hook)(void) hidden;
 /* bufmgr.c: its managers' locks, for registry.c's fork handlers */
 void   bufmgr_fork_prepare(void);
 void   bufmgr_fork_release(void);

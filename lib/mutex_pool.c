@@ -137,7 +137,7 @@ size_t mutex_pool_trim(magpool_t *p, uint64_t max_idle_ns)
         for (char *c = mp->bump; c < mp->bump_end; c += stride)
             idle[i++] = c;
         size_t kept, resident;
-        freed = slab_reclaim(&p->slabs, idle, n, &kept, &resident);
+        freed = slab_reclaim(&p->slabs, idle, n, &kept, &resident, NULL);
         counter_add(&p->bytes_returned, resident);
         mp->free = NULL;
         for (size_t k = kept; k-- > 0;) {

@@ -87,12 +87,18 @@ static void hook_unmap(struct slab_set *s, char *first, size_t n)
     diag_hooks_leave(depth);
 }
 
-static void slab_unmap(struct slab_set *s, struct slab *sl)
+/* The second half of unmapping a slab, after its unmap hook. */
+static void slab_free(struct slab *sl)
 {
-    hook_unmap(s, sl->first, sl->nblocks);
     munmap(sl->map, sl->map_len);
     free(sl->live);
     free(sl->spilled);
+}
+
+static void slab_unmap(struct slab_set *s, struct slab *sl)
+{
+    hook_unmap(s, sl->first, sl->nblocks);
+    slab_free(sl);
 }
 
 void slab_set_destroy(struct slab_set *s)
@@ -197,11 +203,14 @@ int slab_grow(struct slab_set *s, size_t min_blocks, size_t max_blocks,
 }
 
 size_t slab_reclaim(struct slab_set *s, void **idle, size_t n, size_t *kept,
-                    size_t *resident)
+                    size_t *resident, struct epoch_domain *grace)
 {
     *resident = 0;
     size_t *count = calloc(s->n ? s->n : 1, sizeof *count);
-    if (count == NULL) {
+    struct slab *dying = malloc((s->n ? s->n : 1) * sizeof *dying);
+    if (count == NULL || dying == NULL) {
+        free(count);
+        free(dying);
         *kept = n; /* nothing reclaimed, nothing lost */
         return 0;
     }
@@ -210,7 +219,7 @@ size_t slab_reclaim(struct slab_set *s, void **idle, size_t n, size_t *kept,
         if (k >= 0)
             count[k]++;
     }
-    size_t freed_blocks = 0, freed_bytes = 0;
+    size_t freed_blocks = 0, freed_bytes = 0, ndying = 0;
     bool any = false;
     for (size_t k = 0; k < s->n; k++)
         if (count[k] == s->v[k].nblocks)
@@ -232,17 +241,26 @@ size_t slab_reclaim(struct slab_set *s, void **idle, size_t n, size_t *kept,
                 freed_blocks += s->v[k].nblocks;
                 freed_bytes += s->v[k].map_len;
                 *resident += resident_bytes(s->v[k].map, s->v[k].map_len);
-                slab_unmap(s, &s->v[k]);
+                hook_unmap(s, s->v[k].first, s->v[k].nblocks);
+                dying[ndying++] = s->v[k];
             } else {
                 s->v[keep++] = s->v[k];
             }
         }
         s->n = keep;
         pthread_rwlock_unlock(&s->rw);
+        /* The hooks have unpublished the slabs (bufmgr's page map); a layer
+         * that reads block memory found that way inside a read section of
+         * the pool's domain is done with it after a grace period. */
+        if (grace)
+            epoch_synchronize(grace);
+        for (size_t k = 0; k < ndying; k++)
+            slab_free(&dying[k]);
         atomic_store_relaxed(&s->blocks_total, atomic_load_relaxed(&s->blocks_total) - freed_blocks);
         atomic_store_relaxed(&s->bytes_reserved, atomic_load_relaxed(&s->bytes_reserved) - freed_bytes);
     }
     free(count);
+    free(dying);
     *kept = n;
     return freed_blocks;
 }

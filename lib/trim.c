@@ -25,12 +25,15 @@
  *   1. steal the rounds of idle caches (age 0: of all caches, and flush ours);
  *   2. drain the full-magazine stack; magazines older than the cut give up
  *      their rounds, younger ones go back in their original order;
- *   3. slabs whose every block is now in hand are unmapped; of the rest,
+ *   3. slabs whose every block is now in hand are unmapped (for a pool
+ *      whose layer reads headers lock-free, bufmgr.c, after a grace period:
+ *      hooks unmap_after_grace); of the rest,
  *      every page wholly covered by idle blocks is madvise(MADV_DONTNEED)d —
  *      the blocks stay in the pool and fault in as zero pages when reused;
  *   4. emptied and long-empty magazines are retired from the depot's index
- *      table, and freed after an epoch grace period (depot.c, epoch.c) —
- *      the one place the library waits for a grace period, growth lock held.
+ *      table, and freed after an epoch grace period (depot.c, epoch.c).
+ * Both grace periods are waited for with the growth lock held, outside any
+ * read section (docs/design.md, "Locks and grace periods").
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -168,7 +171,8 @@ size_t cache_trim(magpool_t *p, uint64_t max_idle_ns)
         idle[n++] = sb;
 
     size_t kept, unmapped_bytes;
-    returned += slab_reclaim(&p->slabs, idle, n, &kept, &unmapped_bytes);
+    returned += slab_reclaim(&p->slabs, idle, n, &kept, &unmapped_bytes,
+                             p->slabs.hooks.unmap_after_grace ? &p->epoch : NULL);
     if (!p->slabs.hooks.idle_blocks_hold_state)
         returned += slab_release_pages(&p->slabs, idle, kept, &bytes);
     bytes += unmapped_bytes;
