@@ -915,18 +915,22 @@ MAGPOOL_API size_t magpool_objpool_report_leaks(magpool_objpool_t *op, FILE *out
  *
  * magpool_bufmgr_get(bm, count, dtype) returns room for `count` elements of
  * `dtype`, 64-byte aligned. Requests up to MAGPOOL_BUFMGR_MAX_CLASS bytes are
- * rounded up to one of 52 size classes (64, 128, 192, 256 bytes, then four
- * classes per power of two up to 1 MiB: at most 25% slack) and served from one
- * lock-free magpool per class, created on first use; a released buffer is
- * reused by the next request of the same class, never by a larger one. Larger
- * requests are mmap'ed directly and unmapped on release.
+ * rounded up to one of 84 size classes (64, 128, 192, 256 bytes, then four
+ * classes per power of two up to 256 MiB: at most 25% slack) and served from
+ * one lock-free magpool per class, created on first use; a released buffer is
+ * reused by the next request of the same class, never by a larger one. From
+ * 64 KiB up each buffer has its own mapping inside its class pool, so an idle
+ * one goes back to the OS on its own (clear_unused, the max_buffers cap).
+ * Larger requests are mmap'ed directly and unmapped on release. (Until 0.2
+ * the limit was 1 MiB: a buffer above it was mapped and faulted in afresh on
+ * every get.)
  *
  * Every buffer carries a 64-byte header just before it. magpool_bufmgr_release
  * first checks that the address lies in memory the manager owns (a lock-free
  * page map for pooled buffers, a small locked table for large ones) and only
  * then reads the header, so releasing a foreign pointer, an interior pointer,
  * or a buffer twice is detected and reported without corrupting the manager
- * (see magpool_bufmgr_release for the one race it cannot see).
+ * (see magpool_bufmgr_release for the one case it cannot see).
  *
  * Synchronization: get, release, release_checked, clear_unused, get_stats
  * may all run concurrently from any threads; destroy must not overlap
@@ -944,8 +948,9 @@ typedef enum {
 
 /** Alignment of every buffer's data, in bytes. */
 #define MAGPOOL_BUFMGR_ALIGN     64u
-/** Largest pooled buffer, in bytes; larger ones are mmap'ed directly. */
-#define MAGPOOL_BUFMGR_MAX_CLASS ((size_t)1 << 20)
+/** Largest pooled buffer, in bytes; larger ones are mmap'ed directly
+ *  (256 MiB since 0.2; 1 MiB in 0.1). */
+#define MAGPOOL_BUFMGR_MAX_CLASS ((size_t)1 << 28)
 
 /** Bytes per element of @p dtype; 0 for an unknown dtype. Pure. */
 MAGPOOL_API size_t magpool_dtype_size(magpool_dtype_t dtype);
@@ -997,7 +1002,8 @@ MAGPOOL_API magpool_bufmgr_t *magpool_bufmgr_create(size_t max_buffers);
  *     overflowing (or beyond PTRDIFF_MAX);
  *   - ENOMEM: memory could not be mapped.
  * Thread-safe; lock-free for pooled sizes except on the first use of a class
- * and when a class pool grows; large buffers cost an mmap.
+ * and when a class pool grows; buffers above MAGPOOL_BUFMGR_MAX_CLASS cost an
+ * mmap.
  */
 MAGPOOL_API void *magpool_bufmgr_get(magpool_bufmgr_t *bm, size_t count,
                                      magpool_dtype_t dtype) MAGPOOL_MALLOC_ATTR;
@@ -1011,10 +1017,13 @@ MAGPOOL_API void *magpool_bufmgr_get(magpool_bufmgr_t *bm, size_t count,
  * is left unchanged, errno is set to EINVAL, bad_releases counts it, and the
  * error handler is called (default: one line on stderr).
  * Not detectable: a double release racing with the buffer's reuse by another
- * get (the address is legitimately live again, as in every allocator), or
- * with magpool_bufmgr_clear_unused unmapping the buffer's slab at that moment.
- * Thread-safe; wait-free on the pooled fast path (one atomic RMW on the
- * buffer's own header, plus one on the manager when max_buffers != 0).
+ * get (the address is legitimately live again, as in every allocator). A
+ * double release racing with magpool_bufmgr_clear_unused is detected like
+ * any other (since 0.2; before, it could read the header of a slab being
+ * unmapped).
+ * Thread-safe; lock-free on the pooled fast path (one atomic RMW on the
+ * buffer's own header and an epoch read section on the thread's own record,
+ * plus one RMW on the manager when max_buffers != 0).
  */
 MAGPOOL_API void magpool_bufmgr_release(magpool_bufmgr_t *bm, void *buf);
 

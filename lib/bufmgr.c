@@ -2,12 +2,27 @@
 /*
  * BufferManager: typed numeric buffers served from size-class magpools.
  *
- *   get(count, dtype) ── bytes ≤ 1 MiB ──▶ class c (52 classes: 64..256 B by
+ *   get(count, dtype) ── bytes ≤ 256 MiB ─▶ class c (84 classes: 64..256 B by
  *        │                                 64, then 4 per power of two)
  *        │                                 magpool of blocks [64 B header |
  *        │                                 class_size(c) data], align 64
- *        └──── bytes > 1 MiB ─────────────▶ mmap [header | data], recorded in a
+ *        └──── bytes > 256 MiB ───────────▶ mmap [header | data], recorded in a
  *                                          small locked table, munmap on release
+ *
+ * Why classes up to 256 MiB (MAGPOOL_BUFMGR_MAX_CLASS): until 0.1 every
+ * buffer above 1 MiB was a fresh mmap, faulted in page by page on first use
+ * and unmapped on release — for a 1e6-element float64 array (8 MB) that is
+ * ~2000 page faults and two system calls per get/release pair, the cost the
+ * manager exists to remove (bench_objects, "large" rows). From 64 KiB up a
+ * class pool maps one buffer per slab, so an idle large buffer still goes
+ * back to the OS on its own (clear_unused, the max_buffers purge), and a
+ * thread parks at most 2 buffers of a class above 1 MiB (magazines of 1).
+ * The class slack stays <= 25 %, which costs address space only: pages of
+ * a class buffer beyond the requested size are never touched unless the
+ * caller writes there. 256 MiB bounds what one class's idle buffers can pin
+ * in an uncapped manager; above it a buffer is rare enough, and its page
+ * faults dominate the mmap call by so much, that mapping it directly costs
+ * nothing relative to its use — and keeps memory from being held idle.
  *
  * Header (the block's first 64 bytes; the data after it is 64-byte aligned):
  * magic (MAGIC ^ header address, so a copied header does not validate), a
@@ -60,7 +75,10 @@
 #include "internal.h"
 
 #define BM_HDR      64u
-#define BM_NCLASS   52u
+#define BM_TOP_LOG2 28u                 /* largest class: 256 MiB            */
+#define BM_NCLASS   (4u + 4u * (BM_TOP_LOG2 - 8u)) /* 84                    */
+_Static_assert(MAGPOOL_BUFMGR_MAX_CLASS == (size_t)1 << BM_TOP_LOG2,
+               "the header's limit is the largest class");
 #define BM_MAGIC    UINT64_C(0x6d61676275666d72) /* "magbufmr" */
 
 enum { ST_FRESH = 0, ST_LIVE = 1, ST_IDLE = 2 };
@@ -368,9 +386,11 @@ static noinline magpool_t *class_pool_slow(struct magpool_bufmgr *bm, unsigned c
         /* Blocks of 64 KiB and more: one block per slab, so every idle
          * buffer can go back to the OS on its own (clear_unused). */
         cfg.grow_factor = k->stride >= ((size_t)64 << 10) ? 1.0001 : 2.0;
-        /* Bound what a thread parks per class (2 magazines): ~512 KiB. */
+        /* Bound what a thread parks per class (2 magazines): ~512 KiB, and
+         * 2 buffers of a class above 1 MiB. */
         size_t m = ((size_t)256 << 10) / k->stride;
-        cfg.magazine_size = (unsigned)(m < 2 ? 2 : m > 128 ? 128 : m);
+        size_t mmin = k->stride > ((size_t)1 << 20) + BM_HDR ? 1 : 2;
+        cfg.magazine_size = (unsigned)(m < mmin ? mmin : m > 128 ? 128 : m);
         cfg.flags = bm->checked ? MAGPOOL_CHECKED : 0;
         struct pool_hooks hooks = { .carve = bm_carve, .unmap = bm_unmap, .ctx = k,
                                       .idle_blocks_hold_state = true,

@@ -19,7 +19,8 @@ static const magpool_dtype_t all_dtypes[] = {
 };
 
 /* The documented classes, written out independently of lib/bufmgr.c: 64,
- * 128, 192, 256 bytes, then four per power of two up to 1 MiB. */
+ * 128, 192, 256 bytes, then four per power of two up to
+ * MAGPOOL_BUFMGR_MAX_CLASS (256 MiB). */
 static size_t class_bytes(size_t bytes)
 {
     if (bytes <= 256)
@@ -56,7 +57,10 @@ Test(capacity, examples)
         { 257, MAGPOOL_U8, 320 },
         { 1000, MAGPOOL_I32, 1024 },    /* 4000 B -> 4096                  */
         { 1025, MAGPOOL_I16, 1280 },    /* 2050 B -> 2560                  */
-        { 131072, MAGPOOL_F64, 131072 },/* exactly the largest class       */
+        { 131072, MAGPOOL_F64, 131072 },/* exactly 1 MiB (0.1's last class) */
+        { 131073, MAGPOOL_F64, 163840 },/* just above: the 1.25 MiB class  */
+        { 1000000, MAGPOOL_F64, 1048576 }, /* 8 MB -> the 8 MiB class       */
+        { 33554432, MAGPOOL_F64, 33554432 }, /* exactly the largest class   */
     };
     for (size_t i = 0; i < sizeof ex / sizeof ex[0]; i++) {
         void *b = magpool_bufmgr_get(bm, ex[i].count, ex[i].d);
@@ -78,7 +82,8 @@ Test(capacity, every_dtype_and_size_is_its_class)
     cr_assert_not_null(bm);
     static const size_t counts[] = { 1, 2, 3, 31, 32, 33, 63, 64, 65, 100, 255, 256, 257,
                                      1000, 4095, 4096, 4097, 65535, 65536, 100000, 131072,
-                                     131073, 262144, 1048576, 1048577, 3000000 };
+                                     131073, 262144, 1048576, 1048577, 3000000,
+                                     33554431, 33554432, 33554433 };
     for (size_t d = 0; d < sizeof all_dtypes / sizeof all_dtypes[0]; d++)
         for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) {
             size_t n = counts[i];
