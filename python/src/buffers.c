@@ -12,13 +12,13 @@
  * get_buffer() returned (its base is the owner), a second release or any
  * other array raises PoolError, and reuse waits for the last view.
  *
- * Buffers above the C manager's largest class (1 MiB) would be an mmap on
- * every get and an munmap on every release there (and a page fault per
- * page written): up to 1 GiB they come from size-class pools of the
- * manager's own instead (classpools.h; one block per growth, so idle
- * blocks are exactly released buffers), kept under the same max_buffers
- * cap and given back by the same clear_unused. Larger ones still go to
- * the C manager.
+ * Buffers above the C manager's largest class (MAGPOOL_BUFMGR_MAX_CLASS:
+ * 256 MiB since 0.2, 1 MiB before) would be an mmap on every get and an
+ * munmap on every release there (and a page fault per page written): up
+ * to 1 GiB they come from size-class pools of the manager's own instead
+ * (classpools.h; one block per growth, so idle blocks are exactly released
+ * buffers), kept under the same max_buffers cap and given back by the same
+ * clear_unused. Larger ones still go to the C manager.
  */
 #include "ext.h"
 #include "classpools.h"
@@ -31,7 +31,7 @@ typedef struct {
     magpool_bufmgr_t *bm;
     Py_ssize_t max_buffers;
     magpool_py_counts_t counts;
-    classpools_t big;                        /* buffers of 1 MiB .. 1 GiB             */
+    classpools_t big;                        /* above MAGPOOL_BUFMGR_MAX_CLASS .. 1 GiB */
 } BufferManager;
 
 typedef struct {
@@ -44,7 +44,7 @@ typedef struct {
 } BufferOwner;
 
 /* Give a big buffer back; past the idle cap, every idle big buffer goes
- * back to the OS (a trim: the cap is rare and these are >= 1 MiB each).
+ * back to the OS (a trim: the cap is rare and these are > MAGPOOL_BUFMGR_MAX_CLASS each).
  * Called without the GIL. */
 static void big_release(BufferManager *m, unsigned cls, void *data)
 {
@@ -403,7 +403,7 @@ static PyMethodDef bm_methods[] = {
     {"get_stats", bm_get_stats, METH_NOARGS,
      "get_stats() -> dict: the C manager's counters (magpool_bufmgr_stats_t;\n"
      "bad_releases: the PoolErrors of release_buffer, which never passes a bad\n"
-     "pointer to C), hit_rate, big_* (buffers of 1 MiB..1 GiB, pooled by this\n"
+     "pointer to C), hit_rate, big_* (buffers of 256 MiB..1 GiB, pooled by this\n"
      "type: gets, hits, outstanding, idle, bytes_reserved), released_pending\n"
      "(released, a view still alive), collected_unreleased (arrays garbage-\n"
      "collected without release_buffer: their memory was reused anyway)."},
@@ -414,7 +414,7 @@ PyTypeObject magpool_BufferManager_Type = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "magpool.BufferManager",
     .tp_doc = "BufferManager(max_buffers=100)\n\n"
-              "numpy arrays from magpool's C BufferManager (above 1 MiB: size-class\n"
+              "numpy arrays from magpool's C BufferManager (above 256 MiB: size-class\n"
               "pools of its own): 64-byte aligned, reused by size class, at most\n"
               "max_buffers released buffers kept (0: no cap).",
     .tp_basicsize = sizeof(BufferManager),
