@@ -5,7 +5,7 @@
  * (glibc), or with LD_PRELOAD=libjemalloc.so.2 / libmimalloc.so.2 to put a
  * peer malloc under the malloc variants (docs/objpool.md, "Benchmarks").
  *
- *   bench_objects [--threads N] [--ops N] [--reps N]
+ *   bench_objects [--threads N] [--ops N] [--large-ops N] [--reps N]
  *
  * objects: a 256-byte object whose constructor fills it (memset + fields)
  *          and whose reset clears 2 fields; W = 16 live per thread.
@@ -15,13 +15,21 @@
  *          thread replaced at random; the first and last cache line touched.
  *   bufmgr       magpool_bufmgr_get / _release
  *   memalign     posix_memalign(64) / free
- * Prints median Mops/s (one op = one acquire+release pair) over --reps runs.
+ * large:   one 1e6-element float64 buffer (8 MB) got, written once per
+ *          4 KiB page (as filling it would fault it in) and released,
+ *          --large-ops times per thread (a numpy-style temporary).
+ *   bufmgr       magpool_bufmgr_get / _release (size classes up to 256 MiB
+ *                since 0.2; before, an mmap + munmap per pair)
+ *   memalign     posix_memalign(64) / free (glibc: mmap above its threshold)
+ * Prints median Mops/s (one op = one acquire+release pair) over --reps runs;
+ * the large rows in Kops/s.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include <dlfcn.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +43,7 @@ struct obj { uint64_t id, state; char body[240]; };
 
 static int threads = 1;
 static long ops = 2000000;
+static long large_ops = 2000;
 static int reps = 5;
 static magpool_objpool_t *op;
 static magpool_bufmgr_t *bm;
@@ -45,9 +54,37 @@ static void o_reset(void *p, void *ctx) { (void)ctx; struct obj *o = p; o->state
 
 static inline uint64_t rnd(uint64_t *s) { *s ^= *s << 13; *s ^= *s >> 7; *s ^= *s << 17; return *s; }
 
-enum wl { W_OBJPOOL, W_MALLOC_INIT, W_BUFMGR, W_MEMALIGN };
+enum wl { W_OBJPOOL, W_MALLOC_INIT, W_BUFMGR, W_MEMALIGN, W_LARGE_BUFMGR, W_LARGE_MEMALIGN,
+          W_COUNT };
 static const char *wl_name[] = {"objects/objpool", "objects/malloc+init", "buffers/bufmgr",
-                                "buffers/memalign"};
+                                "buffers/memalign", "large/bufmgr", "large/memalign"};
+
+#define LARGE_COUNT 1000000 /* float64 elements: 8 MB */
+
+/* One 8 MB temporary: got, one store per page, released. */
+static void large_pairs(enum wl w)
+{
+    for (long i = 0; i < large_ops; i++) {
+        double *a;
+        if (w == W_LARGE_BUFMGR) {
+            a = magpool_bufmgr_get(bm, LARGE_COUNT, MAGPOOL_F64);
+        } else {
+            void *v;
+            a = posix_memalign(&v, 64, LARGE_COUNT * sizeof *a) == 0 ? v : NULL;
+        }
+        if (a == NULL) {
+            fprintf(stderr, "bench_objects: %s: out of memory\n", wl_name[w]);
+            exit(1);
+        }
+        for (size_t k = 0; k < LARGE_COUNT; k += 4096 / sizeof *a)
+            a[k] = (double)i;
+        a[LARGE_COUNT - 1] = (double)i;
+        if (w == W_LARGE_BUFMGR)
+            magpool_bufmgr_release(bm, a);
+        else
+            free(a);
+    }
+}
 
 static void *run(void *arg)
 {
@@ -56,6 +93,10 @@ static void *run(void *arg)
     size_t sz[WIN] = {0};
     uint64_t seed = (uint64_t)(uintptr_t)&live | 1;
     pthread_barrier_wait(&bar);
+    if (w == W_LARGE_BUFMGR || w == W_LARGE_MEMALIGN) {
+        large_pairs(w);
+        return NULL;
+    }
     for (long i = 0; i < ops; i++) {
         unsigned k = (unsigned)(rnd(&seed) % WIN);
         switch (w) {
@@ -69,6 +110,10 @@ static void *run(void *arg)
             live[k] = malloc(sizeof(struct obj));
             o_init(live[k], NULL);
             ((struct obj *)live[k])->state = (uint64_t)i;
+            break;
+        case W_LARGE_BUFMGR:
+        case W_LARGE_MEMALIGN:
+        case W_COUNT:
             break;
         case W_BUFMGR:
         case W_MEMALIGN: {
@@ -119,8 +164,13 @@ int main(int argc, char **argv)
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--ops")) ops = atol(argv[i + 1]);
+        else if (!strcmp(argv[i], "--large-ops")) large_ops = atol(argv[i + 1]);
         else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
-        else { fprintf(stderr, "usage: %s [--threads N] [--ops N] [--reps N]\n", argv[0]); return 2; }
+        else {
+            fprintf(stderr, "usage: %s [--threads N] [--ops N] [--large-ops N] [--reps N]\n",
+                    argv[0]);
+            return 2;
+        }
     }
     if (threads < 1) threads = 1;
     if (reps < 1) reps = 1;
@@ -129,9 +179,10 @@ int main(int argc, char **argv)
                             : dlsym(RTLD_DEFAULT, "tc_version") ? "tcmalloc" : "glibc";
     magpool_objpool_config_t cfg = { .obj_size = sizeof(struct obj), .initial_objects = 64,
                                      .init = o_init, .reset = o_reset };
-    printf("# bench_objects: malloc=%s threads=%d ops/thread=%ld reps=%d (median Mops/s)\n",
-           malloc_name, threads, ops, reps);
-    for (int w = 0; w < 4; w++) {
+    printf("# bench_objects: malloc=%s threads=%d ops/thread=%ld large-ops/thread=%ld reps=%d "
+           "(median Mops/s; large/*: Kops/s)\n", malloc_name, threads, ops, large_ops, reps);
+    for (int w = 0; w < W_COUNT; w++) {
+        bool large = w == W_LARGE_BUFMGR || w == W_LARGE_MEMALIGN;
         double *r = calloc((size_t)reps, sizeof *r);
         for (int rep = 0; rep < reps; rep++) {
             op = magpool_objpool_create(&cfg);
@@ -144,14 +195,16 @@ int main(int argc, char **argv)
             pthread_barrier_wait(&bar);
             for (int i = 0; i < threads; i++)
                 pthread_join(t[i], NULL);
-            r[rep] = (double)ops * threads / (now() - t0) / 1e6;
+            r[rep] = (double)(large ? large_ops : ops) * threads / (now() - t0) /
+                     (large ? 1e3 : 1e6);
             pthread_barrier_destroy(&bar);
             free(t);
             magpool_objpool_destroy(op);
             magpool_bufmgr_destroy(bm);
         }
         qsort(r, (size_t)reps, sizeof *r, cmpd);
-        const char *who = (w == W_MALLOC_INIT || w == W_MEMALIGN) ? malloc_name : "magpool";
+        const char *who = (w == W_MALLOC_INIT || w == W_MEMALIGN || w == W_LARGE_MEMALIGN)
+                          ? malloc_name : "magpool";
         printf("%-22s %-9s %8.2f\n", wl_name[w], who, r[reps / 2]);
         free(r);
     }
