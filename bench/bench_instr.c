@@ -42,6 +42,17 @@ __attribute__((noinline)) void bench_instr_region_hpair(magpool_cache_t *c, unsi
     }
 }
 
+/* BufferManager: get + release of 100 float64 (the 896-byte class), the
+ * layer's fast path on top of the pool's (page map, header, epoch section). */
+__attribute__((noinline)) void bench_instr_region_bmpair(magpool_bufmgr_t *bm, unsigned long n)
+{
+    for (unsigned long i = 0; i < n; i++) {
+        void *b = magpool_bufmgr_get(bm, 100, MAGPOOL_F64);
+        __asm__ volatile("" : : "r"(b) : "memory");
+        magpool_bufmgr_release(bm, b);
+    }
+}
+
 __attribute__((noinline)) void bench_instr_region_batch512(magpool_t *p, unsigned long n)
 {
     for (unsigned long r = 0; r < n / BATCH; r++) {
@@ -57,6 +68,15 @@ int main(int argc, char **argv)
 {
     const char *which = argc > 1 ? argv[1] : "pair";
     unsigned long n = argc > 2 ? strtoul(argv[2], NULL, 10) : 1000000;
+    if (strcmp(which, "bmpair") == 0) {
+        magpool_bufmgr_t *bm = magpool_bufmgr_create(0);
+        if (bm == NULL)
+            return 2;
+        bench_instr_region_bmpair(bm, 10000); /* warm-up: class pool, cache, page map */
+        bench_instr_region_bmpair(bm, n);
+        magpool_bufmgr_destroy(bm);
+        return 0;
+    }
     magpool_config_t c = magpool_config_default(64);
     c.initial_blocks = 4096;
     magpool_t *p = magpool_create(&c);

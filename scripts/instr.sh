@@ -7,8 +7,9 @@
 # the few instructions of the benchmark loop itself.
 #
 # Usage: scripts/instr.sh [BUILD_DIR]   (default build/release)
-# Prints three lines: "pair <instr/pair>", "batch512 <instr/pair>" and
-# "hpair <instr/pair>" (pair through a per-thread handle, magpool_cache_get).
+# Prints four lines: "pair <instr/pair>", "batch512 <instr/pair>",
+# "hpair <instr/pair>" (pair through a per-thread handle, magpool_cache_get)
+# and "bmpair <instr/pair>" (BufferManager get + release of 100 float64).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="${1:-$ROOT/build/release}"
@@ -18,7 +19,7 @@ N=1048576
 command -v valgrind >/dev/null || { echo "instr.sh: valgrind not installed" >&2; exit 1; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-for which in pair batch512 hpair; do
+for which in pair batch512 hpair bmpair; do
   valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.$which" \
     --toggle-collect="bench_instr_region_$which" "$PROG" "$which" "$N" >/dev/null 2>&1
   total=$(awk '/^summary:/ { print $2 }' "$tmp/cg.$which")
