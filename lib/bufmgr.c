@@ -211,24 +211,32 @@ static inline unsigned class_of(size_t bytes)
 
 /* ----------------------------------------------------------------- page map */
 
-static inline uint32_t pm_lookup(struct magpool_bufmgr *bm, const void *addr)
+/* The page-map entry of addr's granule, or NULL where no leaf exists (the
+ * entry would be 0). Leaves live until the manager is destroyed. */
+static inline _Atomic uint32_t *pm_slot(struct magpool_bufmgr *bm, const void *addr)
 {
     uintptr_t a = (uintptr_t)addr;
     if (unlikely(a >> PM_VA_BITS))
-        return 0;
+        return NULL;
     uintptr_t g = a >> PM_SHIFT;
     /* acquire: pairs with the release CAS that published the node in
      * pm_leaf_for, so the node's zeroed contents are visible. */
     struct pm_mid *mid = atomic_load_acquire(&bm->pm[g >> (2 * PM_BITS)]);
     if (mid == NULL)
-        return 0;
+        return NULL;
     struct pm_leaf *leaf = atomic_load_acquire(&mid->l[(g >> PM_BITS) & (PM_FAN - 1)]);
     if (leaf == NULL)
-        return 0;
-    /* relaxed: a legitimate releaser already sees the entry through the
-     * chain carve -> depot push (release) -> acquire -> hand-over to it;
-     * for anyone else either value is a valid answer. */
-    return atomic_load_relaxed(&leaf->e[g & (PM_FAN - 1)]);
+        return NULL;
+    return &leaf->e[g & (PM_FAN - 1)];
+}
+
+/* Entry e of slot s, or 0 for no slot. relaxed: a legitimate releaser
+ * already sees the entry through the chain carve -> depot push (release) ->
+ * acquire -> hand-over to it; for anyone else either value is a valid
+ * answer (buf_enter reads it again inside its read section). */
+static inline uint32_t pm_entry(_Atomic uint32_t *s)
+{
+    return s ? atomic_load_relaxed(s) : 0;
 }
 
 /* The leaf for granule g, created if needed. NULL + ENOMEM. */
@@ -241,7 +249,7 @@ static struct pm_leaf *pm_leaf_for(struct magpool_bufmgr *bm, uintptr_t g)
         if (n == NULL)
             return NULL;
         /* release: publishes the zeroed node; pairs with the acquire loads
-         * in pm_lookup and here. Two class pools may race to create it. */
+         * in pm_slot and here. Two class pools may race to create it. */
         if (atomic_compare_exchange_strong_explicit(ms, &mid, n, memory_order_acq_rel,
                                                     memory_order_acquire))
             mid = n;
@@ -274,7 +282,7 @@ static int pm_set(struct magpool_bufmgr *bm, uintptr_t lo, uintptr_t hi, unsigne
             errno = ENOMEM;
             return -1;
         }
-        /* relaxed: see pm_lookup. */
+        /* relaxed: see pm_entry. */
         atomic_store_relaxed(&leaf->e[g & (PM_FAN - 1)], ((uint32_t)(g - lo) << 8) | (c + 1));
     }
     return 0;
@@ -284,13 +292,13 @@ static int pm_set(struct magpool_bufmgr *bm, uintptr_t lo, uintptr_t hi, unsigne
 static void pm_clear(struct magpool_bufmgr *bm, uintptr_t lo, uintptr_t hi)
 {
     for (uintptr_t g = lo; g < hi; g++) {
-        struct pm_mid *mid = atomic_load_acquire(&bm->pm[g >> (2 * PM_BITS)]); /* as pm_lookup */
+        struct pm_mid *mid = atomic_load_acquire(&bm->pm[g >> (2 * PM_BITS)]); /* as pm_slot */
         if (mid == NULL)
             continue;
         struct pm_leaf *leaf = atomic_load_acquire(&mid->l[(g >> PM_BITS) & (PM_FAN - 1)]);
         if (leaf == NULL)
             continue;
-        /* relaxed: see pm_lookup. */
+        /* relaxed: see pm_entry. */
         atomic_store_relaxed(&leaf->e[g & (PM_FAN - 1)], 0);
     }
 }
@@ -579,7 +587,7 @@ struct hdr_guard {
  * before its header is read — where a racing clear_unused would unmap it. */
 void (*magpool_test_bufmgr_header_hook)(void);
 
-static void hdr_enter(struct hdr_guard *g, magpool_t *p)
+static inline void hdr_enter(struct hdr_guard *g, magpool_t *p)
 {
     struct tcache *tc = tcache_lookup(p);
     if (unlikely(tc == NULL))
@@ -592,7 +600,7 @@ static void hdr_enter(struct hdr_guard *g, magpool_t *p)
         mutex_lock(&p->grow_lock);
 }
 
-static void hdr_leave(struct hdr_guard *g)
+static inline void hdr_leave(struct hdr_guard *g)
 {
     if (likely(g->reader != NULL))
         epoch_read_unlock(&g->pool->epoch, g->reader);
@@ -609,8 +617,9 @@ static void hdr_leave(struct hdr_guard *g)
  * large table before reading it). -1: not a buffer start of ours, *what
  * says why (as a release would report it).
  */
-static int buf_enter(struct magpool_bufmgr *bm, const void *buf, struct bhdr **hp,
-                     struct bm_class **kp, struct hdr_guard *g, const char **what)
+static inline __attribute__((always_inline)) int
+buf_enter(struct magpool_bufmgr *bm, const void *buf, struct bhdr **hp, struct bm_class **kp,
+          struct hdr_guard *g, const char **what)
 {
     uintptr_t a = (uintptr_t)buf;
     if (unlikely(a & (MAGPOOL_BUFMGR_ALIGN - 1))) {
@@ -620,8 +629,9 @@ static int buf_enter(struct magpool_bufmgr *bm, const void *buf, struct bhdr **h
     struct bhdr *h = (struct bhdr *)(a - BM_HDR);
     *hp = h;
     struct bm_class *k;
+    _Atomic uint32_t *slot = pm_slot(bm, h);
     for (;;) {
-        uint32_t e = pm_lookup(bm, h);
+        uint32_t e = pm_entry(slot);
         if (e == 0)
             return 0;
         k = &bm->cls[(e & 0xffu) - 1];
@@ -639,7 +649,7 @@ static int buf_enter(struct magpool_bufmgr *bm, const void *buf, struct bhdr **h
          * comes after bm_unmap cleared the entry — either the trimmer waits
          * for this section or we see the cleared entry. An entry that
          * changed meanwhile (slab gone, or another slab there now): again. */
-        if (likely(pm_lookup(bm, h) == e))
+        if (likely(atomic_load_relaxed(slot) == e))
             break;
         hdr_leave(g);
     }
