@@ -97,11 +97,17 @@ static uint64_t rnd(uint64_t *s)
     return *s;
 }
 
+/* Head and tail stamps and the bytes between them; above 4 MiB (the
+ * buffers beyond the largest class) only the middle byte of those, which is
+ * all verify_and_release reads: writing them whole would cost seconds. */
 static void fill(unsigned char *p, size_t bytes, uint64_t stamp)
 {
     memcpy(p, &stamp, 8 < bytes ? 8 : bytes);
     if (bytes > 16) {
-        memset(p + 8, (int)(stamp & 0xff), bytes - 16);
+        if (bytes <= ((size_t)4 << 20))
+            memset(p + 8, (int)(stamp & 0xff), bytes - 16);
+        else
+            p[bytes / 2] = (unsigned char)(stamp & 0xff);
         memcpy(p + bytes - 8, &stamp, 8);
     }
 }
@@ -183,12 +189,15 @@ static void *worker(void *arg)
         } else {
             uint64_t r = rnd(&seed);
             magpool_dtype_t dt = (magpool_dtype_t)(r % 7);
-            /* log-uniform sizes 1 B .. 2 MiB (a few go to the large path) */
+            /* log-uniform sizes 1 B .. 2 MiB, a few above the largest class
+             * (mapped directly) */
             size_t bytes = (size_t)1 << ((r >> 8) % 22);
             bytes += (r >> 16) % bytes;
             size_t count = (bytes + esz[dt] - 1) / esz[dt];
             if ((r >> 40) % 64 != 0 && bytes > 65536)
                 count = 65536 / esz[dt]; /* keep large ones rare */
+            if ((r >> 46) % 512 == 0) /* and a few above the largest class */
+                count = (MAGPOOL_BUFMGR_MAX_CLASS + 1 + (r >> 55)) / esz[dt] + 1;
             bytes = count * esz[dt];
             unsigned char *p = magpool_bufmgr_get(bm, count, dt);
             CHECK(p != NULL, "bufmgr get %zu: errno %d", bytes, errno);
