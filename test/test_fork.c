@@ -372,12 +372,30 @@ Test(fork, child_uses_a_buffer_manager_another_thread_was_using, .timeout = 100)
  * init(), waited for the other's) */
 
 static magpool_t *hook_pool; /* created first: the lower slot */
-/* An ASan process forks ~30x slower (its shadow mappings): fewer there. */
+/* An ASan process forks ~30x slower (its shadow mappings, ~90 ms a fork on
+ * the 2-core box): fewer there. The mutant with the ordered locking hung
+ * within 72 forks in each of 17 ASan runs (median 11): 150 forks miss it
+ * with a probability of about e^(-150/17) ~ 1e-4, and take ~13 s alone. */
 #if defined(__SANITIZE_ADDRESS__)
-#define FORKS_WITH_HOOKS 300
+#define FORKS_WITH_HOOKS 150
 #else
 #define FORKS_WITH_HOOKS 1500
 #endif
+/* The watchdog is per fork, not per loop: one fork + wait that has not
+ * finished in this long is a deadlock, whatever the load; a loaded machine
+ * only makes the loop longer (a whole-loop alarm of 60 s fired under ASan at
+ * load 20 with no deadlock). */
+#define FORK_STALL_S 20
+
+static void fork_stalled(int sig)
+{
+    (void)sig;
+    static const char msg[] = "test_fork: a fork + wait took over 20 s: deadlock "
+                              "(a lock held across fork?)\n";
+    ssize_t w = write(2, msg, sizeof msg - 1);
+    (void)w;
+    _exit(3);
+}
 
 static int init_uses_other_pool(void *obj, void *ctx)
 {
@@ -427,8 +445,10 @@ Test(fork, fork_while_objpool_hooks_use_another_pool, .timeout = 100)
     cr_assert_not_null(k.op);
     pthread_t t;
     pthread_create(&t, NULL, churn_hooks, &k);
-    alarm(60); /* a deadlocked fork kills the test instead of hanging it */
+    /* a deadlocked fork kills the test instead of hanging it */
+    signal(SIGALRM, fork_stalled);
     for (int f = 0; f < FORKS_WITH_HOOKS; f++) {
+        alarm(FORK_STALL_S);
         pid_t pid = fork();
         if (pid == 0)
             _exit(0);
@@ -436,6 +456,7 @@ Test(fork, fork_while_objpool_hooks_use_another_pool, .timeout = 100)
         cr_assert_eq(waitpid(pid, &st, 0), pid);
     }
     alarm(0);
+    signal(SIGALRM, SIG_DFL);
     atomic_store(&k.stop, 1);
     pthread_join(t, NULL);
     magpool_objpool_destroy(k.op);
