@@ -429,8 +429,12 @@ Test(leaks, destroy_reports_go_to_stderr_unless_a_handler_takes_them)
 
 /* ------------------------------------------------------- BufferManager */
 
-/* 50 F32 = 200 B: class 256; 1000 F32 = 4000 B: class 4096; 2^19 F32 =
- * 2 MiB: large. */
+/* Bytes of a large buffer: above the largest class, mapped directly (only
+ * its header is written). */
+#define LARGE_BYTES (MAGPOOL_BUFMGR_MAX_CLASS + 4096)
+
+/* 50 F32 = 200 B: class 256; 1000 F32 = 4000 B: class 4096; LARGE_BYTES / 4
+ * F32: large. */
 Test(leaks, bufmgr_report_counts_per_size_class_and_large_buffers)
 {
     magpool_bufmgr_t *bm = bufmgr_ok();
@@ -438,8 +442,8 @@ Test(leaks, bufmgr_report_counts_per_size_class_and_large_buffers)
     void *s2 = magpool_bufmgr_get(bm, 50, MAGPOOL_F32);
     void *s3 = magpool_bufmgr_get(bm, 60, MAGPOOL_F32);
     void *m1 = magpool_bufmgr_get(bm, 1000, MAGPOOL_F32);
-    void *l1 = magpool_bufmgr_get(bm, (size_t)1 << 19, MAGPOOL_F32);
-    void *l2 = magpool_bufmgr_get(bm, (size_t)1 << 19, MAGPOOL_F32);
+    void *l1 = magpool_bufmgr_get(bm, LARGE_BYTES / 4, MAGPOOL_F32);
+    void *l2 = magpool_bufmgr_get(bm, LARGE_BYTES / 4, MAGPOOL_F32);
     cr_assert(s1 && s2 && s3 && m1 && l1 && l2);
     magpool_bufmgr_release(bm, s2);
     magpool_bufmgr_release(bm, l2);
@@ -492,7 +496,7 @@ Test(leaks, bufmgr_checked_report_names_acquiring_functions, .init = checked_env
         a[i] = leaks_bufmgr_site_a(bm, 50);
     void *a1 = a[0], *a2 = a[1];
     void *b1 = leaks_bufmgr_site_b(bm, 200);       /* U8: also class 256 */
-    void *big = leaks_bufmgr_site_b(bm, (size_t)3 << 20);
+    void *big = leaks_bufmgr_site_b(bm, LARGE_BYTES);
     cr_assert(a1 && a2 && b1 && big);
     mem_out_t m;
     cr_assert_eq(magpool_bufmgr_report_leaks(bm, mem_open(&m)), 4);
@@ -537,7 +541,7 @@ Test(leaks, bufmgr_destroy_reports_pooled_leak_with_site, .init = checked_setup,
     for (volatile int i = 0; i < 2; i++) /* one call site */
         a[i] = leaks_bufmgr_site_a(bm, 50);
     void *a1 = a[0], *a2 = a[1];
-    void *big = leaks_bufmgr_site_b(bm, (size_t)2 << 20);
+    void *big = leaks_bufmgr_site_b(bm, LARGE_BYTES);
     cr_assert(a1 && a2 && big);
     magpool_bufmgr_destroy(bm);
     cr_assert_eq(seen.n, 1, "%d reports", seen.n);
@@ -560,7 +564,7 @@ Test(leaks, bufmgr_destroy_reports_large_leak_with_site, .init = checked_setup,
     magpool_bufmgr_t *bm = bufmgr_ok();
     void *small = magpool_bufmgr_get(bm, 5, MAGPOOL_U8);
     magpool_bufmgr_release(bm, small);
-    void *big = leaks_bufmgr_site_b(bm, (size_t)2 << 20);
+    void *big = leaks_bufmgr_site_b(bm, LARGE_BYTES);
     cr_assert_not_null(big);
     magpool_bufmgr_destroy(bm);
     cr_assert_eq(seen.n, 1);
@@ -588,7 +592,7 @@ Test(leaks, bufmgr_destroy_reports_count_in_fast_mode, .init = setup, .fini = te
 Test(leaks, bufmgr_clean_destroy_reports_nothing, .init = checked_setup, .fini = teardown)
 {
     magpool_bufmgr_t *bm = bufmgr_ok();
-    void *a = leaks_bufmgr_site_a(bm, 50), *big = leaks_bufmgr_site_b(bm, (size_t)2 << 20);
+    void *a = leaks_bufmgr_site_a(bm, 50), *big = leaks_bufmgr_site_b(bm, LARGE_BYTES);
     magpool_bufmgr_release(bm, a);
     magpool_bufmgr_release(bm, big);
     magpool_bufmgr_destroy(bm);
