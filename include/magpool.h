@@ -979,13 +979,13 @@ typedef struct magpool_bufmgr_stats {
  * Create a buffer manager that keeps at most @p max_buffers released buffers
  * for reuse (0 = no cap, and no idle accounting on the fast path).
  *
- * The cap is enforced by giving memory back: when a release takes the idle
- * count above max_buffers, that thread clears the size classes, largest
- * first, until the count is at or below the cap. Memory goes back to the OS a
- * whole slab at a time; classes of 64 KiB and more map one buffer per slab, so
- * for them the cap is exact; for smaller classes a slab shared with buffers in
- * use cannot be returned, and the count can stay above the cap (a further
- * pass runs only once the count doubles, so releases never spin on it).
+ * The cap is enforced by giving memory back: a release that would take the
+ * idle count above max_buffers returns the buffer's whole pages to the OS
+ * (madvise MADV_DONTNEED; one system call, no other buffer touched) and keeps
+ * the block as a fresh, uncounted one, which faults in as zero pages when it
+ * is reused. For buffers of a page or more the cap on resident idle memory is
+ * therefore exact; smaller buffers share pages, and their memory goes back
+ * with magpool_bufmgr_clear_unused.
  *
  * @return the manager, or NULL with errno ENOMEM.
  * Thread-safe.
