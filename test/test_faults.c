@@ -122,6 +122,28 @@ Test(faults, objpool_and_bufmgr_fail_cleanly, .fini = clear_fault)
     magpool_bufmgr_destroy(bm);
 }
 
+/* 1e6 float64 (8 MB) comes from a size class since 0.2: its slab's mmap
+ * failing is ENOMEM too, and the class works once memory is back. */
+Test(faults, bufmgr_big_class_slab_mmap_failure_is_enomem_and_recovers, .fini = clear_fault)
+{
+    magpool_bufmgr_t *bm = magpool_bufmgr_create(4);
+    cr_assert_not_null(bm);
+    magpool_test_fail_mmap(1, 100); /* every mapping: growth retries */
+    errno = 0;
+    cr_assert_null(magpool_bufmgr_get(bm, 1000000, MAGPOOL_F64), "get with mmap failing");
+    cr_assert_eq(errno, ENOMEM);
+    magpool_test_fail_mmap(0, 0);
+    double *buf = magpool_bufmgr_get(bm, 1000000, MAGPOOL_F64);
+    cr_assert_not_null(buf, "get after the fault cleared");
+    buf[999999] = 1.0;
+    magpool_bufmgr_stats_t s;
+    cr_assert_eq(magpool_bufmgr_get_stats(bm, &s), 0);
+    cr_assert_eq(s.large_gets, 0, "served by a size class");
+    cr_assert_eq(s.failed, 1);
+    magpool_bufmgr_release(bm, buf);
+    magpool_bufmgr_destroy(bm);
+}
+
 Test(faults, bufmgr_large_buffer_mmap_failure_is_enomem_and_recovers, .fini = clear_fault)
 {
     magpool_bufmgr_t *bm = magpool_bufmgr_create(4);
