@@ -68,8 +68,9 @@
 extern "C" {
 #endif
 
-/** Layout version of the segment; attach refuses any other (EPROTO). */
-#define MAGPOOL_SHM_LAYOUT 1
+/** Layout version of the segment; attach refuses any other (EPROTO).
+ *  2: process slots carry dequeue intents (the consumer-kill window). */
+#define MAGPOOL_SHM_LAYOUT 2
 /** Processes that can be attached to one segment at a time. */
 #define MAGPOOL_SHM_MAX_PROCS 64
 /** Most blocks a segment can hold (indices are 32-bit; 2^26 keeps the stamp
@@ -212,8 +213,14 @@ MAGPOOL_API int magpool_shm_ring_enqueue(magpool_shm_t *pool, unsigned ring, voi
  * Take the oldest block from ring @p ring; ownership moves to the calling
  * process (its stamp says so). Entries that are not held blocks (a
  * corrupted ring, or a block of a dead process reclaimed meanwhile) are
- * dropped and counted in magpool_shm_stats().ring_dropped. Lock-free.
- * @return the block, or NULL with EAGAIN (empty), EINVAL (bad ring), ECHILD.
+ * dropped and counted in magpool_shm_stats().ring_dropped. Lock-free (a
+ * process's 64th and later concurrently dequeuing threads share one intent
+ * record under a private mutex). A process killed at any instruction of a
+ * dequeue loses nothing: recovery returns a block it had emptied from the
+ * ring but not yet adopted to the free stack (docs/shm.md, "The
+ * consumer-kill window").
+ * @return the block, or NULL with EAGAIN (empty), EINVAL (bad ring), ECHILD,
+ *   ENOMEM (the thread's first call could not allocate its cache).
  */
 MAGPOOL_API void *magpool_shm_ring_dequeue(magpool_shm_t *pool, unsigned ring);
 

@@ -226,7 +226,9 @@ static struct magpool_shm *handle_new(const struct shm_geometry *g, unsigned cha
     p->pid = shm_self_pid;
     p->id = atomic_fetch_add_relaxed(&shm_next_id, 1);
     pthread_mutex_init(&p->tc_lock, NULL);
+    pthread_mutex_init(&p->intent_lock, NULL);
     if (shm_tcache_key_init(p) != 0) {
+        pthread_mutex_destroy(&p->intent_lock);
         pthread_mutex_destroy(&p->tc_lock);
         free(p);
         errno = ENOMEM;
@@ -238,6 +240,7 @@ static struct magpool_shm *handle_new(const struct shm_geometry *g, unsigned cha
 static void handle_free(struct magpool_shm *p, bool unmap)
 {
     shm_tcache_destroy_key(p);
+    pthread_mutex_destroy(&p->intent_lock);
     pthread_mutex_destroy(&p->tc_lock);
     if (unmap) {
         munmap(p->base, p->geo.seg_size);
