@@ -169,6 +169,7 @@ struct magpool_shm {
     struct shm_tcache *tcaches;
     uint64_t intents_used;   /* under tc_lock: this process's intents owned by a thread */
     pthread_mutex_t intent_lock; /* private: the shared last intent (threads beyond 63) */
+    struct magpool_shm *next_open; /* this process's open handles (shm_segment.c, fork) */
 };
 
 /* Test switches (hidden; white-box stress only). Each removes one mechanism

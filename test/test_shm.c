@@ -686,3 +686,68 @@ Test(shm, without_the_intent_the_window_keeps_the_block_held)
     cr_assert_eq(consumer_killed_in_the_window(p, false, false), 1);
     done(p);
 }
+
+/* fork() while another thread holds the handle's private tc_lock: the
+ * child's forking thread has a thread cache, and when it exits its TSD
+ * destructor takes tc_lock -- which, without the library's fork handlers,
+ * the child inherited locked by a thread that does not exist there. The
+ * child runs under alarm(3): a hang is a SIGALRM death, not a stuck test. */
+static magpool_shm_t *fork_pool; /* static: reachable for LSan in the child */
+static int fork_ready[2];
+
+static void *hold_tc_lock(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&fork_pool->tc_lock);
+    (void)!write(fork_ready[1], "x", 1);
+    usleep(300 * 1000); /* the fork happens now (or, with the handlers, waits) */
+    pthread_mutex_unlock(&fork_pool->tc_lock);
+    return NULL;
+}
+
+/* Reached only once the exiting thread's destructors have run; _exit skips
+ * LeakSanitizer's exit check of a child that ends in pthread_exit with the
+ * parent's memory (Criterion's included) still mapped. */
+static void child_exit_now(void)
+{
+    _exit(0);
+}
+
+static void *fork_then_exit_in_child(void *arg)
+{
+    (void)arg;
+    void *b = magpool_shm_acquire(fork_pool); /* this thread has a cache */
+    magpool_shm_release(fork_pool, b);
+    pthread_t holder; /* only now: creating the cache takes tc_lock too */
+    pthread_create(&holder, NULL, hold_tc_lock, NULL);
+    char c;
+    (void)!read(fork_ready[0], &c, 1);
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm(3);
+        atexit(child_exit_now);
+        pthread_exit(NULL); /* the child's only thread: its destructors run */
+    }
+    int status = -1;
+    waitpid(pid, &status, 0);
+    pthread_join(holder, NULL);
+    return (void *)(intptr_t)status;
+}
+
+Test(shm, fork_while_another_thread_holds_tc_lock_child_thread_exits)
+{
+    fork_pool = make(64, 64);
+    cr_assert_eq(pipe(fork_ready), 0);
+    pthread_t forker;
+    pthread_create(&forker, NULL, fork_then_exit_in_child, NULL);
+    void *ret;
+    pthread_join(forker, &ret);
+    int status = (int)(intptr_t)ret;
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "the child's exiting thread did not exit cleanly (status %#x: %s; "
+              "SIGALRM: it hung on tc_lock)", status,
+              WIFSIGNALED(status) ? strsignal(WTERMSIG(status)) : "exit");
+    close(fork_ready[0]);
+    close(fork_ready[1]);
+    done(fork_pool);
+}
