@@ -225,6 +225,35 @@ MAGPOOL_API int magpool_shm_ring_enqueue(magpool_shm_t *pool, unsigned ring, voi
 MAGPOOL_API void *magpool_shm_ring_dequeue(magpool_shm_t *pool, unsigned ring);
 
 /**
+ * Put up to @p n blocks the caller holds, blocks[0], blocks[1], ..., into
+ * ring @p ring, in that order (DPDK's rte_ring_enqueue_burst): each block
+ * exactly as magpool_shm_ring_enqueue would, stopping at the first one that
+ * cannot go in. Those from there on stay the caller's.
+ * @return how many went in (the first ones). When fewer than @p n, errno
+ *   says why: EAGAIN (the ring filled up), EINVAL (blocks[k], the first not
+ *   moved, is not a block of this pool or not held). 0 with errno for bad
+ *   input, nothing moved: EINVAL (pool NULL, ring out of range, blocks NULL,
+ *   n > MAGPOOL_SHM_MAX_RING_SIZE -- no ring holds that many, so such an n
+ *   is a caller's bug such as a negative length), ECHILD. n == 0 is a no-op:
+ *   0, errno unchanged.
+ */
+MAGPOOL_API unsigned magpool_shm_ring_enqueue_burst(magpool_shm_t *pool, unsigned ring,
+                                                    void *const *blocks, unsigned n);
+
+/**
+ * Take up to @p n blocks from ring @p ring, oldest first, into blocks[0],
+ * blocks[1], ... (DPDK's rte_ring_dequeue_burst); each is adopted exactly
+ * as magpool_shm_ring_dequeue does (same dropping of entries that are not
+ * held blocks, same recovery if the process is killed meanwhile).
+ * @return how many were taken; fewer than @p n with EAGAIN when the ring
+ *   ran empty (or ENOMEM: the thread's first call could not allocate its
+ *   cache). Bad input as magpool_shm_ring_enqueue_burst: 0 with EINVAL or
+ *   ECHILD; n == 0: 0, errno unchanged.
+ */
+MAGPOOL_API unsigned magpool_shm_ring_dequeue_burst(magpool_shm_t *pool, unsigned ring,
+                                                    void **blocks, unsigned n);
+
+/**
  * Find attached processes that died (their pid no longer exists, or it was
  * reused: the start time in /proc/<pid>/stat differs) and recover them: the
  * blocks parked in their caches go back to the free stack, their slots are

@@ -126,11 +126,9 @@ static void intent_flip(magpool_shm_t *p, unsigned r, uint32_t pos, uint32_t val
                                             memory_order_relaxed, memory_order_relaxed);
 }
 
-int magpool_shm_ring_enqueue(magpool_shm_t *p, unsigned r, void *block)
+/* Put one block the caller holds into ring r (checked by the caller). */
+static int ring_enqueue_one(magpool_shm_t *p, struct shm_ring *ring, unsigned r, void *block)
 {
-    struct shm_ring *ring = ring_checked(p, r);
-    if (!ring)
-        return -1;
     uint32_t idx = shm_index_of(p, block);
     if (idx == UINT32_MAX || idx >= shm_committed(p) ||
         stamp_kind(atomic_load_relaxed(&p->stamps[idx])) != STAMP_HELD) {
@@ -173,6 +171,39 @@ int magpool_shm_ring_enqueue(magpool_shm_t *p, unsigned r, void *block)
     }
     errno = EAGAIN;
     return -1;
+}
+
+int magpool_shm_ring_enqueue(magpool_shm_t *p, unsigned r, void *block)
+{
+    struct shm_ring *ring = ring_checked(p, r);
+    return ring ? ring_enqueue_one(p, ring, r, block) : -1;
+}
+
+/* The bursts' shared checks: 0 with errno for bad input (docs in
+ * magpool_shm.h), else the ring. */
+static struct shm_ring *burst_checked(magpool_shm_t *p, unsigned r, const void *blocks,
+                                      unsigned n)
+{
+    struct shm_ring *ring = ring_checked(p, r);
+    if (ring && (!blocks || n > MAGPOOL_SHM_MAX_RING_SIZE)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return ring;
+}
+
+unsigned magpool_shm_ring_enqueue_burst(magpool_shm_t *p, unsigned r, void *const *blocks,
+                                        unsigned n)
+{
+    if (n == 0)
+        return 0;
+    struct shm_ring *ring = burst_checked(p, r, blocks, n);
+    if (!ring)
+        return 0;
+    unsigned k = 0;
+    while (k < n && ring_enqueue_one(p, ring, r, blocks[k]) == 0)
+        k++;
+    return k;
 }
 
 /* Adopt the block at idx whose stamp was s0 before we emptied its cell. */
@@ -264,20 +295,39 @@ static void *ring_dequeue_one(magpool_shm_t *p, struct shm_ring *ring, unsigned 
     return NULL;
 }
 
+/* Up to n blocks from ring r into out[], with this thread's intent. */
+static unsigned ring_dequeue_n(magpool_shm_t *p, struct shm_ring *ring, unsigned r, void **out,
+                               unsigned n)
+{
+    struct shm_tcache *tc = shm_tcache_get(p);
+    if (!tc)
+        return 0;
+    bool shared = unlikely(tc->intent == SHM_INTENTS - 1);
+    if (shared)
+        pthread_mutex_lock(&p->intent_lock); /* beyond 63 threads: the shared intent */
+    unsigned k = 0;
+    while (k < n && (out[k] = ring_dequeue_one(p, ring, r, tc->intent)) != NULL)
+        k++;
+    if (shared)
+        pthread_mutex_unlock(&p->intent_lock);
+    return k;
+}
+
 void *magpool_shm_ring_dequeue(magpool_shm_t *p, unsigned r)
 {
     struct shm_ring *ring = ring_checked(p, r);
-    if (!ring)
-        return NULL;
-    struct shm_tcache *tc = shm_tcache_get(p);
-    if (!tc)
-        return NULL;
-    if (likely(tc->intent < SHM_INTENTS - 1))
-        return ring_dequeue_one(p, ring, r, tc->intent);
-    pthread_mutex_lock(&p->intent_lock); /* beyond 63 threads: the shared intent */
-    void *b = ring_dequeue_one(p, ring, r, tc->intent);
-    pthread_mutex_unlock(&p->intent_lock);
+    void *b = NULL;
+    if (ring)
+        ring_dequeue_n(p, ring, r, &b, 1);
     return b;
+}
+
+unsigned magpool_shm_ring_dequeue_burst(magpool_shm_t *p, unsigned r, void **blocks, unsigned n)
+{
+    if (n == 0)
+        return 0;
+    struct shm_ring *ring = burst_checked(p, r, blocks, n);
+    return ring ? ring_dequeue_n(p, ring, r, blocks, n) : 0;
 }
 
 /* Does the cell at the intent's position still show that (slot, j)

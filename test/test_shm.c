@@ -11,7 +11,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -463,6 +466,8 @@ Test(shm, handle_inherited_through_fork_answers_echild)
                  magpool_shm_reclaim_orphans(p) == -1 && errno == ECHILD &&
                  magpool_shm_ring_enqueue(p, 0, b) == -1 && errno == ECHILD &&
                  magpool_shm_ring_dequeue(p, 0) == NULL && errno == ECHILD &&
+                 magpool_shm_ring_enqueue_burst(p, 0, &b, 1) == 0 && errno == ECHILD &&
+                 magpool_shm_ring_dequeue_burst(p, 0, &b, 1) == 0 && errno == ECHILD &&
                  magpool_shm_detach(p) == -1 && errno == ECHILD;
         magpool_shm_t *c = magpool_shm_attach(name, 64);
         ok = ok && c && magpool_shm_acquire(c) != NULL && magpool_shm_detach(c) == 0;
@@ -750,4 +755,108 @@ Test(shm, fork_while_another_thread_holds_tc_lock_child_thread_exits)
     close(fork_ready[0]);
     close(fork_ready[1]);
     done(fork_pool);
+}
+
+Test(shm, burst_bad_input_is_refused_and_moves_nothing)
+{
+    magpool_shm_t *p = make(64, 64);
+    void *b[20];
+    for (int i = 0; i < 20; i++)
+        cr_assert_not_null(b[i] = magpool_shm_acquire(p));
+    struct { magpool_shm_t *pool; unsigned ring; void **blocks; unsigned n; } bad[] = {
+        {NULL, 0, b, 1},                               /* no pool */
+        {p, 2, b, 1},                                  /* ring out of range (2 rings) */
+        {p, UINT32_MAX, b, 1},
+        {p, 0, NULL, 1},                               /* no array */
+        {p, 0, b, MAGPOOL_SHM_MAX_RING_SIZE + 1},      /* absurd n */
+        {p, 0, b, UINT32_MAX},                         /* a negative length */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        errno = 0;
+        cr_assert_eq(magpool_shm_ring_enqueue_burst(bad[i].pool, bad[i].ring, bad[i].blocks,
+                                                    bad[i].n), 0, "enqueue case %zu", i);
+        cr_assert_eq(errno, EINVAL, "enqueue case %zu", i);
+        errno = 0;
+        cr_assert_eq(magpool_shm_ring_dequeue_burst(bad[i].pool, bad[i].ring, bad[i].blocks,
+                                                    bad[i].n), 0, "dequeue case %zu", i);
+        cr_assert_eq(errno, EINVAL, "dequeue case %zu", i);
+    }
+    errno = 12345; /* n == 0: a no-op that leaves errno alone */
+    cr_assert_eq(magpool_shm_ring_enqueue_burst(p, 0, b, 0), 0);
+    cr_assert_eq(magpool_shm_ring_dequeue_burst(p, 0, b, 0), 0);
+    cr_assert_eq(errno, 12345);
+    cr_assert_eq(stats(p).in_rings, 0, "nothing moved");
+    cr_assert_eq(stats(p).held_here, 20);
+    /* A bad block in the middle: the ones before go, it and the rest stay. */
+    void *mixed[3] = {b[0], (char *)b[1] + 8, b[2]};
+    cr_assert_eq(magpool_shm_ring_enqueue_burst(p, 0, mixed, 3), 1);
+    cr_assert_eq(errno, EINVAL);
+    cr_assert_eq(stats(p).in_rings, 1);
+    /* Full: 16 entries, 19 offered (b[1..19]). */
+    cr_assert_eq(magpool_shm_ring_enqueue_burst(p, 0, b + 1, 19), 15);
+    cr_assert_eq(errno, EAGAIN);
+    void *out[20];
+    cr_assert_eq(magpool_shm_ring_dequeue_burst(p, 0, out, 20), 16);
+    cr_assert_eq(errno, EAGAIN, "ran empty");
+    for (int i = 0; i < 16; i++)
+        cr_assert_eq(out[i], b[i], "FIFO");
+    cr_assert_eq(magpool_shm_ring_dequeue_burst(p, 0, out, 4), 0);
+    cr_assert_eq(errno, EAGAIN);
+    for (int i = 0; i < 20; i++)
+        cr_assert_eq(magpool_shm_release(p, b[i]), 0, "block %d still held by us", i);
+    all_blocks_once(p, 64);
+    done(p);
+}
+
+/* A producer (this process) bursts 7 at a time, a forked consumer takes 5
+ * at a time: every block arrives once, in order, and is released there. */
+Test(shm, burst_is_fifo_and_conserves_blocks_across_processes)
+{
+    enum { N = 200 };
+    magpool_shm_t *p = make(64, 256);
+    pid_t pid = fork();
+    if (pid == 0) {
+        magpool_shm_t *c = magpool_shm_attach(name, 64);
+        if (!c)
+            _exit(2);
+        alarm(20);
+        int next = 0;
+        while (next < N) {
+            void *got[5];
+            unsigned k = magpool_shm_ring_dequeue_burst(c, 1, got, 5);
+            if (k == 0 && errno != EAGAIN)
+                _exit(3);
+            for (unsigned i = 0; i < k; i++) {
+                if (*(int *)got[i] != next++)
+                    _exit(4); /* out of order, lost or duplicated */
+                if (magpool_shm_release(c, got[i]) != 0)
+                    _exit(5);
+            }
+            if (k == 0)
+                sched_yield();
+        }
+        _exit(magpool_shm_detach(c) == 0 ? 0 : 6);
+    }
+    void *b[N];
+    for (int i = 0; i < N; i++) {
+        cr_assert_not_null(b[i] = magpool_shm_acquire(p));
+        *(int *)b[i] = i;
+    }
+    for (unsigned sent = 0; sent < N;) {
+        unsigned want = N - sent < 7 ? N - sent : 7;
+        unsigned k = magpool_shm_ring_enqueue_burst(p, 1, b + sent, want);
+        if (k < want)
+            cr_assert_eq(errno, EAGAIN);
+        sent += k;
+        if (k == 0)
+            sched_yield();
+    }
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "consumer status %#x", status);
+    magpool_shm_stats_t st = stats(p);
+    cr_assert_eq(st.held + st.orphans + st.in_rings + st.ring_dropped, 0);
+    cr_assert_eq(st.free + st.cached, st.committed);
+    all_blocks_once(p, 256);
+    done(p);
 }
