@@ -268,9 +268,11 @@ static void *ring_dequeue_one(magpool_shm_t *p, struct shm_ring *ring, unsigned 
         memory_order mo = unlikely(magpool_test_shm_ring_relaxed) ? memory_order_relaxed
                                                                    : memory_order_acq_rel;
         uint64_t done = cell_make((uint32_t)(h + size), emptied);
+        uint64_t cleaned = cell_make((uint32_t)(h + size), CELL_EMPTY);
         if (!atomic_compare_exchange_strong_explicit(cell, &c, done, mo, memory_order_relaxed))
             continue; /* the intent is stale: no evidence will ever name it */
         window_hook();
+        /* (a failed CAS overwrites h: nothing below may use it) */
         atomic_compare_exchange_strong_explicit(&ring->head, &h, h + 1, memory_order_relaxed,
                                                 memory_order_relaxed);
         if (!valid) {
@@ -280,9 +282,8 @@ static void *ring_dequeue_one(magpool_shm_t *p, struct shm_ring *ring, unsigned 
         bool mine = ring_adopt(p, val, s0);
         /* relaxed: an RMW, so it stays in the commit's release sequence;
          * fails harmlessly when an enqueuer has refilled the cell. */
-        atomic_compare_exchange_strong_explicit(cell, &done, cell_make((uint32_t)(h + size),
-                                                                       CELL_EMPTY),
-                                                memory_order_relaxed, memory_order_relaxed);
+        atomic_compare_exchange_strong_explicit(cell, &done, cleaned, memory_order_relaxed,
+                                                memory_order_relaxed);
         /* release: recovery that reads the intent cleared also sees our
          * adoption (its stamp CAS then fails). */
         atomic_store_release(&in->where, 0);

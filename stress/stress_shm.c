@@ -350,6 +350,21 @@ static void check_accounting(magpool_shm_t *pool)
             CHECK(magpool_shm_release(pool, d) == 0, "drain release: %s", strerror(errno));
         }
     }
+    /* Every ring still moves: a whole lap and one through each (a cell left
+     * with a wrong lap would stop a ring for good, as full and empty). */
+    for (unsigned r = 0; r < 2; r++)
+        for (int i = 0; i < 257; i++) {
+            void *b = magpool_shm_acquire(pool);
+            CHECK(b != NULL, "acquire for the lap: %s", strerror(errno));
+            if (!b)
+                break;
+            bool in = magpool_shm_ring_enqueue(pool, r, b) == 0;
+            void *d = in ? magpool_shm_ring_dequeue(pool, r) : NULL;
+            CHECK(in && d == b, "ring %u stuck at step %d of a lap (%s)", r, i, strerror(errno));
+            magpool_shm_release(pool, b);
+            if (d != b)
+                break;
+        }
     long orphans = magpool_shm_reclaim_orphans(pool);
     CHECK(orphans >= 0, "reclaim: %s", strerror(errno));
     magpool_shm_stats_t st;
