@@ -58,6 +58,15 @@ static void done(magpool_shm_t *p)
     cr_assert_eq(magpool_shm_unlink(name), 0);
 }
 
+/* In a forked child: attach to the test's pool by name, or exit 2. */
+static magpool_shm_t *attach_in_child(void)
+{
+    magpool_shm_t *c = magpool_shm_attach(name, 64);
+    if (!c)
+        _exit(2);
+    return c;
+}
+
 static magpool_shm_stats_t stats(magpool_shm_t *p)
 {
     magpool_shm_stats_t st;
@@ -383,9 +392,7 @@ Test(shm, killed_process_is_recovered_and_its_orphans_returned)
     cr_assert_eq(pipe(ready), 0);
     pid_t pid = fork();
     if (pid == 0) {
-        magpool_shm_t *c = magpool_shm_attach(name, 64);
-        if (!c)
-            _exit(2);
+        magpool_shm_t *c = attach_in_child();
         for (int i = 0; i < 10; i++) {
             void *held = magpool_shm_acquire(c); /* orphans-to-be */
             (void)held;
@@ -431,9 +438,7 @@ Test(shm, holder_of_the_robust_mutex_killed_leaves_the_pool_usable)
     magpool_shm_t *p = make(64, 256);
     pid_t pid = fork();
     if (pid == 0) {
-        magpool_shm_t *c = magpool_shm_attach(name, 64);
-        if (!c)
-            _exit(2);
+        magpool_shm_t *c = attach_in_child();
         shm_lock(c);
         /* Half a critical section: the stack says one thing, stamps another. */
         atomic_store(&c->hdr->top, 3);
@@ -626,9 +631,7 @@ static uint64_t consumer_killed_in_the_window(magpool_shm_t *p, bool with_intent
     cr_assert_eq(magpool_shm_ring_enqueue(p, 0, b), 0);
     pid_t pid = fork();
     if (pid == 0) {
-        magpool_shm_t *c = magpool_shm_attach(name, 64);
-        if (!c)
-            _exit(2);
+        magpool_shm_t *c = attach_in_child();
         magpool_test_shm_no_intent = !with_intent;
         atomic_store(&magpool_test_shm_exit_after_commits, 1);
         magpool_shm_ring_dequeue(c, 0);
@@ -816,9 +819,7 @@ Test(shm, burst_is_fifo_and_conserves_blocks_across_processes)
     magpool_shm_t *p = make(64, 256);
     pid_t pid = fork();
     if (pid == 0) {
-        magpool_shm_t *c = magpool_shm_attach(name, 64);
-        if (!c)
-            _exit(2);
+        magpool_shm_t *c = attach_in_child();
         alarm(20);
         int next = 0;
         while (next < N) {
