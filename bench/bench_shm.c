@@ -34,6 +34,13 @@
  * Every configuration runs R times, interleaved round by round, so ratios
  * compare runs made under the same machine load; the report gives medians
  * and the ratios of medians, and the load average before and after.
+ *
+ *   bench_shm --instr KIND SIZE N     (scripts/shm_instr.sh runs it under callgrind)
+ *
+ * The instruction path of one variant without contention: one process
+ * hands N blocks to itself (producer step, then consumer step, per block or
+ * per burst) inside bench_shm_region, which callgrind counts alone. KIND
+ * "work" is the fill + checksum alone, the part every variant shares.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -541,6 +548,85 @@ static double run_pair(bool shared, size_t bs)
     return dt * 1e9 / (double)n_pairs;
 }
 
+/* ------------------------------------------------- instructions per block */
+
+__attribute__((noinline)) uint64_t bench_shm_region(enum kind k, size_t bs, long n,
+                                                    magpool_shm_t *p, void *work)
+{
+    uint64_t s = 0;
+    void *b[256];
+    unsigned bb = k == K_MAGPOOL_BURST || k == K_MUTEX_BURST ? burst : 1;
+    for (long i = 0; i < n; i += bb) {
+        if (k == K_PIPE) { /* "work": what every variant does to a block */
+            fill(work, bs, (uint64_t)i);
+            s += checksum(work, bs);
+            continue;
+        }
+        for (unsigned j = 0; j < bb; j++) {
+            b[j] = p ? magpool_shm_acquire(p) : mx_acquire(mx_pool);
+            fill(b[j], bs, (uint64_t)i);
+        }
+        unsigned m;
+        if (k == K_MAGPOOL) {
+            magpool_shm_ring_enqueue(p, 0, b[0]);
+            m = (b[0] = magpool_shm_ring_dequeue(p, 0)) != NULL;
+        } else if (k == K_MAGPOOL_BURST) {
+            magpool_shm_ring_enqueue_burst(p, 0, b, bb);
+            m = magpool_shm_ring_dequeue_burst(p, 0, b, bb);
+        } else if (k == K_MUTEX) {
+            mx_enqueue(mx_pool, b[0]);
+            m = (b[0] = mx_dequeue(mx_pool)) != NULL;
+        } else {
+            mx_enqueue_n(mx_pool, b, bb);
+            m = mx_dequeue_n(mx_pool, b, bb);
+        }
+        for (unsigned j = 0; j < m; j++) {
+            s += checksum(b[j], bs);
+            p ? (void)magpool_shm_release(p, b[j]) : mx_release(mx_pool, b[j]);
+        }
+    }
+    return s;
+}
+
+static int run_instr(const char *kind, size_t bs, long n)
+{
+    enum kind k = K_N;
+    for (int i = 0; i < K_N; i++)
+        if (!strcmp(kind, kind_name[i]))
+            k = (enum kind)i;
+    if (!strcmp(kind, "work"))
+        k = K_PIPE;
+    if (k == K_N || bs < 8 || bs > 4096 || n < 0 || n % burst) {
+        fprintf(stderr, "bench_shm: --instr magpool|mutex|magpool-burst|mutex-burst|work SIZE N"
+                        " (N a multiple of --burst)\n");
+        return 2;
+    }
+    magpool_shm_t *p = NULL;
+    size_t len = 0;
+    static uint64_t work[512];
+    if (k == K_MAGPOOL || k == K_MAGPOOL_BURST) {
+        snprintf(shm_name, sizeof shm_name, "/magpool-bench-instr-%d", (int)getpid());
+        magpool_shm_unlink(shm_name);
+        magpool_shm_config_t cfg;
+        magpool_shm_config_init(&cfg, sizeof cfg, bs);
+        cfg.ring_size = ring_size;
+        p = magpool_shm_create(shm_name, &cfg, sizeof cfg);
+        if (!p)
+            return 1;
+        magpool_shm_unlink(shm_name);
+    } else if (k != K_PIPE) {
+        mx_pool = mx_create(bs, 16384, ring_size, &len);
+    }
+    uint64_t s = bench_shm_region(k, bs, burst * 64, p, work) * 0; /* warm-up: caches, TLS */
+    s += bench_shm_region(k, bs, n, p, work);
+    printf("%s %zu %ld %llu\n", kind, bs, n, (unsigned long long)s);
+    if (p)
+        magpool_shm_detach(p);
+    if (mx_pool)
+        munmap(mx_pool, len);
+    return 0;
+}
+
 static double loadavg(void)
 {
     double l = -1;
@@ -556,7 +642,17 @@ static double loadavg(void)
 int main(int argc, char **argv)
 {
     const char *json_path = NULL;
+    const char *instr = NULL;
+    size_t instr_size = 0;
+    long instr_n = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--instr") && i + 3 < argc) {
+            instr = argv[i + 1];
+            instr_size = strtoul(argv[i + 2], NULL, 10);
+            instr_n = atol(argv[i + 3]);
+            i += 2;
+            continue;
+        }
         if (!strcmp(argv[i], "--runs"))
             runs = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--blocks"))
@@ -585,6 +681,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_shm: bad options\n");
         return 2;
     }
+    if (instr)
+        return run_instr(instr, instr_size, instr_n);
     static const size_t sizes[] = {64, 1024};
     static const int procs[] = {2, 4};
     double pc[2][2][K_N][64], pair[2][2][64];
