@@ -627,6 +627,16 @@ static int run_instr(const char *kind, size_t bs, long n)
     return 0;
 }
 
+/* The median of the per-round ratios a[r] / b[r]: a round runs both back
+ * to back, so this is the least load-sensitive figure on a shared machine. */
+static double round_ratio(const double *a, const double *b)
+{
+    double r[64];
+    for (int i = 0; i < runs; i++)
+        r[i] = a[i] / b[i];
+    return stats_median(r, (size_t)runs);
+}
+
 static double loadavg(void)
 {
     double l = -1;
@@ -718,8 +728,10 @@ int main(int argc, char **argv)
             double m[K_N];
             for (int k = 0; k < K_N; k++)
                 m[k] = stats_median(pc[s][n][k], (size_t)runs);
-            printf("%6zu %5d %12.0f %12.0f %12.0f %12.0f %12.0f %8.2f %8.2f %8.2f\n", sizes[s],
-                   procs[n], m[0], m[1], m[2], m[3], m[4], m[0] / m[1], m[0] / m[2], m[3] / m[4]);
+            printf("%6zu %5d %12.0f %12.0f %12.0f %12.0f %12.0f %8.2f %8.2f %8.2f"
+                   "  (per-round medians: x mutex %.2f, burst x %.2f)\n", sizes[s],
+                   procs[n], m[0], m[1], m[2], m[3], m[4], m[0] / m[1], m[0] / m[2], m[3] / m[4],
+                   round_ratio(pc[s][n][0], pc[s][n][1]), round_ratio(pc[s][n][3], pc[s][n][4]));
             if (j) {
                 fprintf(j, "    {\"block_size\": %zu, \"procs\": %d", sizes[s], procs[n]);
                 for (int k = 0; k < K_N; k++) {
@@ -730,9 +742,12 @@ int main(int argc, char **argv)
                     fprintf(j, "]");
                 }
                 fprintf(j, ", \"ratio_vs_mutex\": %.3f, \"ratio_vs_pipe\": %.3f, "
-                           "\"burst_ratio_vs_mutex_burst\": %.3f, \"burst_ratio_vs_pipe\": %.3f}%s\n",
+                           "\"burst_ratio_vs_mutex_burst\": %.3f, \"burst_ratio_vs_pipe\": %.3f, "
+                           "\"round_ratio_vs_mutex\": %.3f, \"round_burst_ratio_vs_mutex_burst\": "
+                           "%.3f}%s\n",
                         m[0] / m[1], m[0] / m[2], m[3] / m[4], m[3] / m[2],
-                        s == 1 && n == 1 ? "" : ",");
+                        round_ratio(pc[s][n][0], pc[s][n][1]),
+                        round_ratio(pc[s][n][3], pc[s][n][4]), s == 1 && n == 1 ? "" : ",");
             }
         }
     printf("single-process acquire+release pair, ns (median of %d)\n", runs);
