@@ -861,3 +861,55 @@ Test(shm, burst_is_fifo_and_conserves_blocks_across_processes)
     all_blocks_once(p, 256);
     done(p);
 }
+
+/* More dequeuing threads than a process has intents of their own (63): the
+ * rest share the last one under the handle's intent_lock. 70 threads, all
+ * alive at once, each hands a block to itself through ring 0. */
+enum { MANY = 70 };
+static magpool_shm_t *many_pool;
+static pthread_barrier_t many_barrier;
+
+static void *many_dequeuers(void *arg)
+{
+    (void)arg;
+    void *b = magpool_shm_acquire(many_pool); /* creates this thread's cache and intent */
+    pthread_barrier_wait(&many_barrier);      /* every thread holds its intent now */
+    struct shm_tcache *tc = pthread_getspecific(many_pool->key);
+    uintptr_t shared = tc && tc->intent == SHM_INTENTS - 1;
+    bool ok = b && magpool_shm_ring_enqueue(many_pool, 0, b) == 0;
+    void *d = NULL;
+    while (ok && !(d = magpool_shm_ring_dequeue(many_pool, 0)) && errno == EAGAIN)
+        sched_yield(); /* another thread may have taken ours: take anyone's */
+    ok = ok && d && magpool_shm_release(many_pool, d) == 0;
+    pthread_barrier_wait(&many_barrier); /* no thread exits (gives its intent back) early */
+    return (void *)(ok ? 1 + shared : 0);
+}
+
+Test(shm, more_dequeuing_threads_than_intents_share_the_last_one)
+{
+    fresh_name();
+    magpool_shm_config_t c;
+    cr_assert_eq(magpool_shm_config_init(&c, sizeof c, 64), 0);
+    c.max_blocks = 4096;
+    c.cache_size = 8;
+    c.ring_size = 128;
+    many_pool = magpool_shm_create(name, &c, sizeof c);
+    cr_assert_not_null(many_pool);
+    pthread_barrier_init(&many_barrier, NULL, MANY);
+    pthread_t th[MANY];
+    for (int i = 0; i < MANY; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, many_dequeuers, NULL), 0);
+    int ok = 0, shared = 0;
+    for (int i = 0; i < MANY; i++) {
+        void *r;
+        pthread_join(th[i], &r);
+        ok += r != NULL;
+        shared += (uintptr_t)r == 2;
+    }
+    pthread_barrier_destroy(&many_barrier);
+    cr_assert_eq(ok, MANY, "every thread handed its block over and released one");
+    cr_assert_eq(shared, MANY - (SHM_INTENTS - 1), "threads beyond 63 share the last intent");
+    magpool_shm_stats_t st = stats(many_pool);
+    cr_assert_eq(st.held + st.orphans + st.in_rings + st.ring_dropped, 0);
+    done(many_pool);
+}
