@@ -191,6 +191,9 @@ extern unsigned magpool_test_shm_hold_lock_us;
  * its commit CAS, i.e. a consumer killed inside the window. */
 extern bool magpool_test_shm_no_intent;
 extern _Atomic unsigned magpool_test_shm_exit_after_commits;
+/* exit_before_commit: the dequeue _exits after writing its intent, before
+ * its commit CAS (a stale intent: recovery must take nothing on it). */
+extern bool magpool_test_shm_exit_before_commit;
 #define MAGPOOL_TEST_SHM_WINDOW_EXIT 86
 
 /* shm_segment.c */

@@ -79,6 +79,7 @@
 bool magpool_test_shm_ring_relaxed;
 bool magpool_test_shm_no_intent;
 _Atomic unsigned magpool_test_shm_exit_after_commits;
+bool magpool_test_shm_exit_before_commit;
 
 #define RING_SPIN_LIMIT (1u << 20) /* only a peer corrupting the ring gets here */
 
@@ -260,6 +261,8 @@ static void *ring_dequeue_one(magpool_shm_t *p, struct shm_ring *ring, unsigned 
             /* relaxed: published by the commit CAS below (file comment). */
             atomic_store_relaxed(&in->what, (uint64_t)val << 32 | s0);
             atomic_store_relaxed(&in->where, intent_where(INTENT_PENDING, r, h));
+            if (unlikely(magpool_test_shm_exit_before_commit))
+                _exit(MAGPOOL_TEST_SHM_WINDOW_EXIT);
         }
         /* acq_rel: acquire for the block's contents (with the load above),
          * release so that our earlier reads of the cell's previous block

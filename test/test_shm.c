@@ -913,3 +913,38 @@ Test(shm, more_dequeuing_threads_than_intents_share_the_last_one)
     cr_assert_eq(st.held + st.orphans + st.in_rings + st.ring_dropped, 0);
     done(many_pool);
 }
+
+/* A stale intent must not be taken. A consumer dies after writing its
+ * intent {b, HELD(producer)} but before its commit (hook); the producer
+ * (this process) then dequeues b itself and holds it, so b's stamp is
+ * HELD(producer) again -- the value the dead intent recorded -- and b is in
+ * no ring. Recovery must leave b alone: only evidence of the dead thread's
+ * commit (docs/shm.md) lets it take a block, and here there is none. */
+Test(shm, a_consumer_killed_before_its_commit_leaves_nothing_to_take)
+{
+    magpool_shm_t *p = make(64, 64);
+    void *b = magpool_shm_acquire(p);
+    cr_assert_eq(magpool_shm_ring_enqueue(p, 0, b), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        magpool_shm_t *c = attach_in_child();
+        magpool_test_shm_exit_before_commit = true;
+        magpool_shm_ring_dequeue(c, 0);
+        _exit(3);
+    }
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == MAGPOOL_TEST_SHM_WINDOW_EXIT);
+    cr_assert_eq(magpool_shm_ring_dequeue(p, 0), b, "the entry was still in the ring");
+    cr_assert_eq(magpool_shm_recover(p), 1);
+    cr_assert_eq(stats(p).held_here, 1, "b is still ours");
+    void *all[64];
+    int n = 0;
+    while (n < 64 && (all[n] = magpool_shm_acquire(p)) != NULL)
+        cr_assert_neq(all[n++], b, "recovery freed a block we hold");
+    cr_assert_eq(n, 63);
+    for (int i = 0; i < n; i++)
+        magpool_shm_release(p, all[i]);
+    cr_assert_eq(magpool_shm_release(p, b), 0);
+    done(p);
+}
