@@ -10,7 +10,10 @@
  * CACHED by the dead (slot, generation) goes back to the free stack, and
  * the slot is freed. Blocks stamped HELD by it are orphans: its user had
  * them, and only the application knows whether another process still uses
- * them (magpool_shm_reclaim_orphans returns them on request).
+ * them (magpool_shm_reclaim_orphans returns them on request). A block one
+ * of its consumers had emptied from a ring but not yet adopted goes back to
+ * the free stack, on evidence of that commit (finish_dead_intents;
+ * shm_ring.c, "The consumer-kill window").
  *
  * Why the stamps and not the caches: a process can be killed at any
  * instruction, and a per-thread cache mid-push or mid-pop is not a reliable
