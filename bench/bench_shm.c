@@ -18,6 +18,15 @@
  *   pipe      no shared pool: the producer fills a private buffer and
  *             write()s it into a pipe, the consumer read()s it into its own
  *             (one pipe per producer/consumer pair)
+ *   magpool-burst  as magpool, but the hand-off moves B blocks per call
+ *             (--burst B, default 32): the producer acquires and fills B
+ *             blocks one by one, then magpool_shm_ring_enqueue_burst; the
+ *             consumer magpool_shm_ring_dequeue_burst(B), then checks and
+ *             releases each one by one
+ *   mutex-burst    as mutex, with the same batching of its queue: up to B
+ *             indices in or out per hold of the queue mutex; the free list
+ *             is still taken per block, as magpool-burst still acquires and
+ *             releases per block (through its thread cache)
  *
  * Single-process pair: acquire + release of one block in a loop, the shared
  * pool against a local magpool pool (lock-free backend), same block size.
@@ -25,6 +34,13 @@
  * Every configuration runs R times, interleaved round by round, so ratios
  * compare runs made under the same machine load; the report gives medians
  * and the ratios of medians, and the load average before and after.
+ *
+ *   bench_shm --instr KIND SIZE N     (scripts/shm_instr.sh runs it under callgrind)
+ *
+ * The instruction path of one variant without contention: one process
+ * hands N blocks to itself (producer step, then consumer step, per block or
+ * per burst) inside bench_shm_region, which callgrind counts alone. KIND
+ * "work" is the fill + checksum alone, the part every variant shares.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -50,6 +66,7 @@ static long n_pairs = 20000000;
 static unsigned ring_size = 256; /* hand-off queue entries (both shared variants): 256 x 1 KiB
                                   * in flight, near a pipe's 64 KiB buffer */
 static int runs = 5;
+static unsigned burst = 32; /* blocks per hand-off call in the burst variants */
 static const char *only; /* --only magpool|mutex|pipe|pair: profile one part */
 
 static double now_s(void)
@@ -126,6 +143,57 @@ static void mp_consumer(struct ctl *c, size_t bs, long total)
         s += checksum(b, bs);
         magpool_shm_release(p, b);
         atomic_fetch_add_explicit(&c->consumed, 1, memory_order_relaxed);
+    }
+    atomic_fetch_add(&c->sink, s);
+    magpool_shm_detach(p);
+    _exit(0);
+}
+
+static void mp_burst_producer(struct ctl *c, size_t bs)
+{
+    magpool_shm_t *p = magpool_shm_attach(shm_name, bs);
+    if (!p)
+        _exit(2);
+    wait_go(c);
+    void *b[256];
+    for (long i = 0; i < n_blocks;) {
+        unsigned n = n_blocks - i < (long)burst ? (unsigned)(n_blocks - i) : burst;
+        for (unsigned k = 0; k < n; k++) {
+            while (!(b[k] = magpool_shm_acquire(p)))
+                sched_yield();
+            fill(b[k], bs, (uint64_t)(i + k));
+        }
+        for (unsigned sent = 0; sent < n;) {
+            unsigned m = magpool_shm_ring_enqueue_burst(p, 0, b + sent, n - sent);
+            sent += m;
+            if (m == 0)
+                sched_yield();
+        }
+        i += n;
+    }
+    magpool_shm_detach(p);
+    _exit(0);
+}
+
+static void mp_burst_consumer(struct ctl *c, size_t bs, long total)
+{
+    magpool_shm_t *p = magpool_shm_attach(shm_name, bs);
+    if (!p)
+        _exit(2);
+    wait_go(c);
+    uint64_t s = 0;
+    void *b[256];
+    while (atomic_load_explicit(&c->consumed, memory_order_relaxed) < total) {
+        unsigned n = magpool_shm_ring_dequeue_burst(p, 0, b, burst);
+        if (!n) {
+            sched_yield();
+            continue;
+        }
+        for (unsigned k = 0; k < n; k++) {
+            s += checksum(b[k], bs);
+            magpool_shm_release(p, b[k]);
+        }
+        atomic_fetch_add_explicit(&c->consumed, n, memory_order_relaxed);
     }
     atomic_fetch_add(&c->sink, s);
     magpool_shm_detach(p);
@@ -217,6 +285,28 @@ static void *mx_dequeue(struct mx *m)
     return b;
 }
 
+/* Up to n blocks in / out of the queue under one hold of its mutex. */
+static unsigned mx_enqueue_n(struct mx *m, void *const *b, unsigned n)
+{
+    robust_lock(&m->q_lock);
+    unsigned k = 0;
+    for (; k < n && m->q_tail - m->q_head < m->q_size; k++)
+        mx_q(m)[m->q_tail++ % m->q_size] = mx_index(m, b[k]);
+    pthread_mutex_unlock(&m->q_lock);
+    return k;
+}
+
+static unsigned mx_dequeue_n(struct mx *m, void **b, unsigned n)
+{
+    size_t stride = (m->bs + 63) & ~(size_t)63;
+    robust_lock(&m->q_lock);
+    unsigned k = 0;
+    for (; k < n && m->q_head != m->q_tail; k++)
+        b[k] = mx_blocks(m) + (size_t)mx_q(m)[m->q_head++ % m->q_size] * stride;
+    pthread_mutex_unlock(&m->q_lock);
+    return k;
+}
+
 static struct mx *mx_pool;
 
 static void mx_producer(struct ctl *c, size_t bs)
@@ -246,6 +336,49 @@ static void mx_consumer(struct ctl *c, size_t bs, long total)
         s += checksum(b, bs);
         mx_release(mx_pool, b);
         atomic_fetch_add_explicit(&c->consumed, 1, memory_order_relaxed);
+    }
+    atomic_fetch_add(&c->sink, s);
+    _exit(0);
+}
+
+static void mx_burst_producer(struct ctl *c, size_t bs)
+{
+    wait_go(c);
+    void *b[256];
+    for (long i = 0; i < n_blocks;) {
+        unsigned n = n_blocks - i < (long)burst ? (unsigned)(n_blocks - i) : burst;
+        for (unsigned k = 0; k < n; k++) {
+            while (!(b[k] = mx_acquire(mx_pool)))
+                sched_yield();
+            fill(b[k], bs, (uint64_t)(i + k));
+        }
+        for (unsigned sent = 0; sent < n;) {
+            unsigned m = mx_enqueue_n(mx_pool, b + sent, n - sent);
+            sent += m;
+            if (m == 0)
+                sched_yield();
+        }
+        i += n;
+    }
+    _exit(0);
+}
+
+static void mx_burst_consumer(struct ctl *c, size_t bs, long total)
+{
+    wait_go(c);
+    uint64_t s = 0;
+    void *b[256];
+    while (atomic_load_explicit(&c->consumed, memory_order_relaxed) < total) {
+        unsigned n = mx_dequeue_n(mx_pool, b, burst);
+        if (!n) {
+            sched_yield();
+            continue;
+        }
+        for (unsigned k = 0; k < n; k++) {
+            s += checksum(b[k], bs);
+            mx_release(mx_pool, b[k]);
+        }
+        atomic_fetch_add_explicit(&c->consumed, n, memory_order_relaxed);
     }
     atomic_fetch_add(&c->sink, s);
     _exit(0);
@@ -293,8 +426,8 @@ static void pipe_consumer(struct ctl *c, size_t bs, int k)
 
 /* --------------------------------------------------------------- driver */
 
-enum kind { K_MAGPOOL, K_MUTEX, K_PIPE, K_N };
-static const char *kind_name[] = {"magpool", "mutex", "pipe"};
+enum kind { K_MAGPOOL, K_MUTEX, K_PIPE, K_MAGPOOL_BURST, K_MUTEX_BURST, K_N };
+static const char *kind_name[] = {"magpool", "mutex", "pipe", "magpool-burst", "mutex-burst"};
 
 /* Blocks per second through `procs` processes (half producers). */
 static double run_prodcons(enum kind k, size_t bs, int procs)
@@ -305,7 +438,7 @@ static double run_prodcons(enum kind k, size_t bs, int procs)
     memset(c, 0, sizeof *c);
     magpool_shm_t *owner = NULL;
     size_t mx_len = 0;
-    if (k == K_MAGPOOL) {
+    if (k == K_MAGPOOL || k == K_MAGPOOL_BURST) {
         snprintf(shm_name, sizeof shm_name, "/magpool-bench-%d", (int)getpid());
         magpool_shm_unlink(shm_name);
         magpool_shm_config_t cfg;
@@ -318,7 +451,7 @@ static double run_prodcons(enum kind k, size_t bs, int procs)
             perror("magpool_shm_create");
             exit(1);
         }
-    } else if (k == K_MUTEX) {
+    } else if (k == K_MUTEX || k == K_MUTEX_BURST) {
         mx_pool = mx_create(bs, 16384, ring_size, &mx_len);
     } else {
         for (int i = 0; i < pairs; i++)
@@ -334,6 +467,10 @@ static double run_prodcons(enum kind k, size_t bs, int procs)
                 prod ? mp_producer(c, bs) : mp_consumer(c, bs, total);
             else if (k == K_MUTEX)
                 prod ? mx_producer(c, bs) : mx_consumer(c, bs, total);
+            else if (k == K_MAGPOOL_BURST)
+                prod ? mp_burst_producer(c, bs) : mp_burst_consumer(c, bs, total);
+            else if (k == K_MUTEX_BURST)
+                prod ? mx_burst_producer(c, bs) : mx_burst_consumer(c, bs, total);
             else
                 prod ? pipe_producer(c, bs, i) : pipe_consumer(c, bs, i - pairs);
             _exit(0);
@@ -411,6 +548,95 @@ static double run_pair(bool shared, size_t bs)
     return dt * 1e9 / (double)n_pairs;
 }
 
+/* ------------------------------------------------- instructions per block */
+
+__attribute__((noinline)) uint64_t bench_shm_region(enum kind k, size_t bs, long n,
+                                                    magpool_shm_t *p, void *work)
+{
+    uint64_t s = 0;
+    void *b[256];
+    unsigned bb = k == K_MAGPOOL_BURST || k == K_MUTEX_BURST ? burst : 1;
+    for (long i = 0; i < n; i += bb) {
+        if (k == K_PIPE) { /* "work": what every variant does to a block */
+            fill(work, bs, (uint64_t)i);
+            s += checksum(work, bs);
+            continue;
+        }
+        for (unsigned j = 0; j < bb; j++) {
+            b[j] = p ? magpool_shm_acquire(p) : mx_acquire(mx_pool);
+            fill(b[j], bs, (uint64_t)i);
+        }
+        unsigned m;
+        if (k == K_MAGPOOL) {
+            magpool_shm_ring_enqueue(p, 0, b[0]);
+            m = (b[0] = magpool_shm_ring_dequeue(p, 0)) != NULL;
+        } else if (k == K_MAGPOOL_BURST) {
+            magpool_shm_ring_enqueue_burst(p, 0, b, bb);
+            m = magpool_shm_ring_dequeue_burst(p, 0, b, bb);
+        } else if (k == K_MUTEX) {
+            mx_enqueue(mx_pool, b[0]);
+            m = (b[0] = mx_dequeue(mx_pool)) != NULL;
+        } else {
+            mx_enqueue_n(mx_pool, b, bb);
+            m = mx_dequeue_n(mx_pool, b, bb);
+        }
+        for (unsigned j = 0; j < m; j++) {
+            s += checksum(b[j], bs);
+            p ? (void)magpool_shm_release(p, b[j]) : mx_release(mx_pool, b[j]);
+        }
+    }
+    return s;
+}
+
+static int run_instr(const char *kind, size_t bs, long n)
+{
+    enum kind k = K_N;
+    for (int i = 0; i < K_N; i++)
+        if (!strcmp(kind, kind_name[i]))
+            k = (enum kind)i;
+    if (!strcmp(kind, "work"))
+        k = K_PIPE;
+    if (k == K_N || bs < 8 || bs > 4096 || n < 0 || n % burst) {
+        fprintf(stderr, "bench_shm: --instr magpool|mutex|magpool-burst|mutex-burst|work SIZE N"
+                        " (N a multiple of --burst)\n");
+        return 2;
+    }
+    magpool_shm_t *p = NULL;
+    size_t len = 0;
+    static uint64_t work[512];
+    if (k == K_MAGPOOL || k == K_MAGPOOL_BURST) {
+        snprintf(shm_name, sizeof shm_name, "/magpool-bench-instr-%d", (int)getpid());
+        magpool_shm_unlink(shm_name);
+        magpool_shm_config_t cfg;
+        magpool_shm_config_init(&cfg, sizeof cfg, bs);
+        cfg.ring_size = ring_size;
+        p = magpool_shm_create(shm_name, &cfg, sizeof cfg);
+        if (!p)
+            return 1;
+        magpool_shm_unlink(shm_name);
+    } else if (k != K_PIPE) {
+        mx_pool = mx_create(bs, 16384, ring_size, &len);
+    }
+    uint64_t s = bench_shm_region(k, bs, burst * 64, p, work) * 0; /* warm-up: caches, TLS */
+    s += bench_shm_region(k, bs, n, p, work);
+    printf("%s %zu %ld %llu\n", kind, bs, n, (unsigned long long)s);
+    if (p)
+        magpool_shm_detach(p);
+    if (mx_pool)
+        munmap(mx_pool, len);
+    return 0;
+}
+
+/* The median of the per-round ratios a[r] / b[r]: a round runs both back
+ * to back, so this is the least load-sensitive figure on a shared machine. */
+static double round_ratio(const double *a, const double *b)
+{
+    double r[64];
+    for (int i = 0; i < runs; i++)
+        r[i] = a[i] / b[i];
+    return stats_median(r, (size_t)runs);
+}
+
 static double loadavg(void)
 {
     double l = -1;
@@ -426,13 +652,25 @@ static double loadavg(void)
 int main(int argc, char **argv)
 {
     const char *json_path = NULL;
+    const char *instr = NULL;
+    size_t instr_size = 0;
+    long instr_n = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--instr") && i + 3 < argc) {
+            instr = argv[i + 1];
+            instr_size = strtoul(argv[i + 2], NULL, 10);
+            instr_n = atol(argv[i + 3]);
+            i += 2;
+            continue;
+        }
         if (!strcmp(argv[i], "--runs"))
             runs = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--blocks"))
             n_blocks = atol(argv[i + 1]);
         else if (!strcmp(argv[i], "--pairs"))
             n_pairs = atol(argv[i + 1]);
+        else if (!strcmp(argv[i], "--burst"))
+            burst = (unsigned)atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--ring"))
             ring_size = (unsigned)atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--only"))
@@ -441,15 +679,20 @@ int main(int argc, char **argv)
             json_path = argv[i + 1];
         else {
             fprintf(stderr, "usage: bench_shm [--runs R] [--blocks N] [--pairs N] [--json FILE]\n"
-                            "                 [--only magpool|mutex|pipe|pair]\n");
+                            "                 [--ring N] [--burst B]\n"
+                            "                 [--only magpool|mutex|pipe|magpool-burst|"
+                            "mutex-burst|pair]\n");
             return 2;
         }
     }
     if (runs < 1 || runs > 64 || n_blocks < 1 || n_pairs < 1 || ring_size < 2 || ring_size > 65536 ||
+        burst < 1 || burst > 256 || burst > ring_size ||
         (ring_size & (ring_size - 1))) {
         fprintf(stderr, "bench_shm: bad options\n");
         return 2;
     }
+    if (instr)
+        return run_instr(instr, instr_size, instr_n);
     static const size_t sizes[] = {64, 1024};
     static const int procs[] = {2, 4};
     double pc[2][2][K_N][64], pair[2][2][64];
@@ -473,19 +716,22 @@ int main(int argc, char **argv)
     if (j)
         fprintf(j, "{\n  \"bench\": \"bench_shm\", \"runs\": %d, \"blocks_per_producer\": %ld,\n"
                    "  \"pairs\": %ld, \"loadavg_before\": %.2f, \"loadavg_after\": %.2f,\n"
-                   "  \"nproc\": %ld,\n  \"prodcons\": [\n",
-                runs, n_blocks, n_pairs, load0, load1, sysconf(_SC_NPROCESSORS_ONLN));
+                   "  \"nproc\": %ld, \"ring_size\": %u, \"burst\": %u,\n  \"prodcons\": [\n",
+                runs, n_blocks, n_pairs, load0, load1, sysconf(_SC_NPROCESSORS_ONLN), ring_size,
+                burst);
     printf("cross-process producer/consumer, blocks/s (median of %d), load %.2f -> %.2f\n", runs,
            load0, load1);
-    printf("%6s %5s %12s %12s %12s %10s %10s\n", "size", "procs", "magpool", "mutex", "pipe",
-           "x mutex", "x pipe");
+    printf("%6s %5s %12s %12s %12s %12s %12s %8s %8s %8s\n", "size", "procs", "magpool", "mutex",
+           "pipe", "mp-burst", "mx-burst", "x mutex", "x pipe", "burst x");
     for (int s = 0; s < 2; s++)
         for (int n = 0; n < 2; n++) {
             double m[K_N];
             for (int k = 0; k < K_N; k++)
                 m[k] = stats_median(pc[s][n][k], (size_t)runs);
-            printf("%6zu %5d %12.0f %12.0f %12.0f %10.2f %10.2f\n", sizes[s], procs[n], m[0], m[1],
-                   m[2], m[0] / m[1], m[0] / m[2]);
+            printf("%6zu %5d %12.0f %12.0f %12.0f %12.0f %12.0f %8.2f %8.2f %8.2f"
+                   "  (per-round medians: x mutex %.2f, burst x %.2f)\n", sizes[s],
+                   procs[n], m[0], m[1], m[2], m[3], m[4], m[0] / m[1], m[0] / m[2], m[3] / m[4],
+                   round_ratio(pc[s][n][0], pc[s][n][1]), round_ratio(pc[s][n][3], pc[s][n][4]));
             if (j) {
                 fprintf(j, "    {\"block_size\": %zu, \"procs\": %d", sizes[s], procs[n]);
                 for (int k = 0; k < K_N; k++) {
@@ -495,8 +741,13 @@ int main(int argc, char **argv)
                         fprintf(j, "%s%.0f", r ? ", " : "", pc[s][n][k][r]);
                     fprintf(j, "]");
                 }
-                fprintf(j, ", \"ratio_vs_mutex\": %.3f, \"ratio_vs_pipe\": %.3f}%s\n",
-                        m[0] / m[1], m[0] / m[2], s == 1 && n == 1 ? "" : ",");
+                fprintf(j, ", \"ratio_vs_mutex\": %.3f, \"ratio_vs_pipe\": %.3f, "
+                           "\"burst_ratio_vs_mutex_burst\": %.3f, \"burst_ratio_vs_pipe\": %.3f, "
+                           "\"round_ratio_vs_mutex\": %.3f, \"round_burst_ratio_vs_mutex_burst\": "
+                           "%.3f}%s\n",
+                        m[0] / m[1], m[0] / m[2], m[3] / m[4], m[3] / m[2],
+                        round_ratio(pc[s][n][0], pc[s][n][1]),
+                        round_ratio(pc[s][n][3], pc[s][n][4]), s == 1 && n == 1 ? "" : ",");
             }
         }
     printf("single-process acquire+release pair, ns (median of %d)\n", runs);

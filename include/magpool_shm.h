@@ -68,8 +68,9 @@
 extern "C" {
 #endif
 
-/** Layout version of the segment; attach refuses any other (EPROTO). */
-#define MAGPOOL_SHM_LAYOUT 1
+/** Layout version of the segment; attach refuses any other (EPROTO).
+ *  2: process slots carry dequeue intents (the consumer-kill window). */
+#define MAGPOOL_SHM_LAYOUT 2
 /** Processes that can be attached to one segment at a time. */
 #define MAGPOOL_SHM_MAX_PROCS 64
 /** Most blocks a segment can hold (indices are 32-bit; 2^26 keeps the stamp
@@ -212,10 +213,45 @@ MAGPOOL_API int magpool_shm_ring_enqueue(magpool_shm_t *pool, unsigned ring, voi
  * Take the oldest block from ring @p ring; ownership moves to the calling
  * process (its stamp says so). Entries that are not held blocks (a
  * corrupted ring, or a block of a dead process reclaimed meanwhile) are
- * dropped and counted in magpool_shm_stats().ring_dropped. Lock-free.
- * @return the block, or NULL with EAGAIN (empty), EINVAL (bad ring), ECHILD.
+ * dropped and counted in magpool_shm_stats().ring_dropped. Lock-free (a
+ * process's 64th and later concurrently dequeuing threads share one intent
+ * record under a private mutex). A process killed at any instruction of a
+ * dequeue loses nothing: recovery returns a block it had emptied from the
+ * ring but not yet adopted to the free stack (docs/shm.md, "The
+ * consumer-kill window").
+ * @return the block, or NULL with EAGAIN (empty), EINVAL (bad ring), ECHILD,
+ *   ENOMEM (the thread's first call could not allocate its cache).
  */
 MAGPOOL_API void *magpool_shm_ring_dequeue(magpool_shm_t *pool, unsigned ring);
+
+/**
+ * Put up to @p n blocks the caller holds, blocks[0], blocks[1], ..., into
+ * ring @p ring, in that order (DPDK's rte_ring_enqueue_burst): each block
+ * exactly as magpool_shm_ring_enqueue would, stopping at the first one that
+ * cannot go in. Those from there on stay the caller's.
+ * @return how many went in (the first ones). When fewer than @p n, errno
+ *   says why: EAGAIN (the ring filled up), EINVAL (blocks[k], the first not
+ *   moved, is not a block of this pool or not held). 0 with errno for bad
+ *   input, nothing moved: EINVAL (pool NULL, ring out of range, blocks NULL,
+ *   n > MAGPOOL_SHM_MAX_RING_SIZE -- no ring holds that many, so such an n
+ *   is a caller's bug such as a negative length), ECHILD. n == 0 is a no-op:
+ *   0, errno unchanged.
+ */
+MAGPOOL_API unsigned magpool_shm_ring_enqueue_burst(magpool_shm_t *pool, unsigned ring,
+                                                    void *const *blocks, unsigned n);
+
+/**
+ * Take up to @p n blocks from ring @p ring, oldest first, into blocks[0],
+ * blocks[1], ... (DPDK's rte_ring_dequeue_burst); each is adopted exactly
+ * as magpool_shm_ring_dequeue does (same dropping of entries that are not
+ * held blocks, same recovery if the process is killed meanwhile).
+ * @return how many were taken; fewer than @p n with EAGAIN when the ring
+ *   ran empty (or ENOMEM: the thread's first call could not allocate its
+ *   cache). Bad input as magpool_shm_ring_enqueue_burst: 0 with EINVAL or
+ *   ECHILD; n == 0: 0, errno unchanged.
+ */
+MAGPOOL_API unsigned magpool_shm_ring_dequeue_burst(magpool_shm_t *pool, unsigned ring,
+                                                    void **blocks, unsigned n);
 
 /**
  * Find attached processes that died (their pid no longer exists, or it was

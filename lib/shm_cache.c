@@ -60,6 +60,8 @@ static void tcache_unlink(struct shm_tcache *tc)
 {
     struct magpool_shm *p = tc->pool;
     pthread_mutex_lock(&p->tc_lock);
+    if (tc->intent < SHM_INTENTS - 1)
+        p->intents_used &= ~(UINT64_C(1) << tc->intent);
     for (struct shm_tcache **pp = &p->tcaches; *pp; pp = &(*pp)->next)
         if (*pp == tc) {
             *pp = tc->next;
@@ -107,8 +109,14 @@ void shm_tcache_flush_all(struct magpool_shm *p)
     pthread_mutex_unlock(&p->tc_lock);
 }
 
-static struct shm_tcache *tcache_get(struct magpool_shm *p)
+/* The thread's cache, created at its first call; it also names the
+ * thread's dequeue intent (shm_ring.c): one of its own while fewer than 63
+ * threads of this process have one, else the shared last one. */
+struct shm_tcache *shm_tcache_get(struct magpool_shm *p)
 {
+    struct shm_tcache *fast = tcache_fast(p);
+    if (likely(fast))
+        return fast;
     struct shm_tcache *tc = pthread_getspecific(p->key);
     if (!tc) {
         tc = calloc(1, sizeof *tc + p->geo.cache_size * sizeof tc->idx[0]);
@@ -124,6 +132,10 @@ static struct shm_tcache *tcache_get(struct magpool_shm *p)
             return NULL;
         }
         pthread_mutex_lock(&p->tc_lock);
+        uint64_t own = ~p->intents_used & ((UINT64_C(1) << (SHM_INTENTS - 1)) - 1);
+        tc->intent = own ? (uint32_t)__builtin_ctzll(own) : SHM_INTENTS - 1;
+        if (own)
+            p->intents_used |= UINT64_C(1) << tc->intent;
         tc->next = p->tcaches;
         p->tcaches = tc;
         pthread_mutex_unlock(&p->tc_lock);
@@ -155,7 +167,7 @@ static __attribute__((noinline)) void *acquire_slow(struct magpool_shm *p)
 {
     if (!shm_handle_ok(p))
         return NULL;
-    struct shm_tcache *tc = tcache_get(p);
+    struct shm_tcache *tc = shm_tcache_get(p);
     if (!tc)
         return NULL;
     if (tc->count == 0 && tcache_refill(tc) == 0) {
@@ -208,7 +220,7 @@ static __attribute__((noinline)) int release_slow(struct magpool_shm *p, void *b
         errno = EINVAL;
         return -1;
     }
-    struct shm_tcache *tc = tcache_get(p);
+    struct shm_tcache *tc = shm_tcache_get(p);
     if (!tc)
         return -1;
     if (tc->count == tc->cap)

@@ -52,6 +52,34 @@ static inline enum shm_kind stamp_kind(uint32_t s) { return (enum shm_kind)(s & 
 static inline uint32_t stamp_slot(uint32_t s) { return (s >> 2) & ((1u << STAMP_SLOT_BITS) - 1); }
 static inline uint32_t stamp_gen(uint32_t s) { return s >> (2 + STAMP_SLOT_BITS); }
 
+/*
+ * Dequeue intent (shm_ring.c, "The consumer-kill window"): one per thread of
+ * a process that dequeues, written before the thread's commit CAS on a ring
+ * cell and cleared after it adopted the block, so that recovery can finish
+ * the hand-off of a consumer killed in between.
+ *
+ *   what  = block index (32) | the stamp read before the commit (32)
+ *   where = INTENT_PENDING or INTENT_COMMITTED | ring (6) << 32 | position (32)
+ *           0: no intent (then `what` means nothing)
+ *
+ * INTENT_COMMITTED is set only by an enqueuer about to refill the cell that
+ * the intent's owner emptied and never cleaned (a consumer killed in the
+ * window): the evidence of the commit moves from the cell to the intent
+ * before the cell is reused.
+ */
+#define SHM_INTENTS 64 /* per process: threads 0..62 own one, the rest share the last */
+#define INTENT_PENDING (UINT64_C(1) << 62)
+#define INTENT_COMMITTED (UINT64_C(1) << 63)
+struct shm_intent {
+    _Atomic uint64_t what;
+    _Atomic uint64_t where;
+};
+
+static inline uint64_t intent_where(uint64_t flag, unsigned ring, uint64_t pos)
+{
+    return flag | (uint64_t)ring << 32 | (uint32_t)pos;
+}
+
 /* Process slot. `live` is written last at registration and first at
  * release, under the segment mutex; readers outside it only use it as a hint. */
 struct shm_proc {
@@ -59,7 +87,19 @@ struct shm_proc {
     _Atomic uint32_t gen;  /* bumped at every registration */
     _Atomic int32_t pid;
     _Atomic uint64_t start_time; /* /proc/<pid>/stat field 22, 0 if unknown */
+    struct shm_intent intents[SHM_INTENTS];
 };
+
+/* A ring cell's value half: a block index (< 2^26), or, with the top bit
+ * set, empty. An empty cell says who emptied it until that consumer has
+ * adopted the block: CELL_EMPTIED_BY(slot, intent) after the commit,
+ * CELL_EMPTY once the consumer cleaned it (and in a fresh ring). */
+#define CELL_EMPTY UINT32_MAX
+#define CELL_EMPTY_BIT (UINT32_C(1) << 31)
+#define CELL_EMPTIED_BY(slot, j) (CELL_EMPTY_BIT | (uint32_t)(slot) << 6 | (uint32_t)(j))
+static inline bool cell_val_empty(uint32_t v) { return v & CELL_EMPTY_BIT; }
+_Static_assert(SHM_INTENTS <= 64 && MAGPOOL_SHM_MAX_PROCS <= 64,
+               "CELL_EMPTIED_BY has 6 bits for each");
 
 /* Ring: Vyukov-style cells, but a cell is one 64-bit word (lap | value) so
  * that filling or emptying it is a single CAS (shm_ring.c). */
@@ -104,6 +144,7 @@ struct shm_header {
 struct shm_tcache {
     struct magpool_shm *pool;
     struct shm_tcache *next; /* the handle's list, under pool->tc_lock */
+    uint32_t intent;         /* this thread's dequeue intent; SHM_INTENTS - 1: shared */
     uint32_t count, cap;
     uint32_t idx[];
 };
@@ -126,6 +167,9 @@ struct magpool_shm {
     pthread_key_t key;
     pthread_mutex_t tc_lock; /* private: the tcache list */
     struct shm_tcache *tcaches;
+    uint64_t intents_used;   /* under tc_lock: this process's intents owned by a thread */
+    pthread_mutex_t intent_lock; /* private: the shared last intent (threads beyond 63) */
+    struct magpool_shm *next_open; /* this process's open handles (shm_segment.c, fork) */
 };
 
 /* Test switches (hidden; white-box stress only). Each removes one mechanism
@@ -140,6 +184,17 @@ extern bool magpool_test_shm_no_reclaim;
  * the kill -9 soak kills holders inside the critical section and the next
  * locker must repair (EOWNERDEAD). */
 extern unsigned magpool_test_shm_hold_lock_us;
+/* no_intent: dequeue writes no intent, so recovery cannot finish the
+ * hand-off of a consumer killed after its commit (the window test and the
+ * soak must then fail). exit_after_commits: a countdown; the dequeue that
+ * takes it from 1 to 0 calls _exit(MAGPOOL_TEST_SHM_WINDOW_EXIT) right after
+ * its commit CAS, i.e. a consumer killed inside the window. */
+extern bool magpool_test_shm_no_intent;
+extern _Atomic unsigned magpool_test_shm_exit_after_commits;
+/* exit_before_commit: the dequeue _exits after writing its intent, before
+ * its commit CAS (a stale intent: recovery must take nothing on it). */
+extern bool magpool_test_shm_exit_before_commit;
+#define MAGPOOL_TEST_SHM_WINDOW_EXIT 86
 
 /* shm_segment.c */
 int shm_lock(struct magpool_shm *p);
@@ -163,6 +218,7 @@ bool shm_stamp_owner_live(const struct magpool_shm *p, uint32_t stamp);
 uint64_t shm_proc_start_time(pid_t pid);
 
 /* shm_cache.c */
+struct shm_tcache *shm_tcache_get(struct magpool_shm *p);
 void shm_tcache_forget_tls(void);
 void shm_tcache_flush_all(struct magpool_shm *p);
 void shm_tcache_destroy_key(struct magpool_shm *p);
@@ -173,6 +229,11 @@ struct shm_ring *shm_ring_at(const struct magpool_shm *p, unsigned r);
 void shm_ring_init(struct shm_ring *r, uint32_t size);
 void shm_ring_mark_members(const struct magpool_shm *p, uint8_t *bitmap);
 uint64_t shm_ring_count(const struct magpool_shm *p);
+bool shm_ring_emptied_by(const struct magpool_shm *p, uint64_t where, uint32_t slot, uint32_t j);
+
+/* shm_procs.c: the intents of live slots (reclaim must not take a block a
+ * live consumer is adopting). */
+void shm_intents_mark_live(const struct magpool_shm *p, uint8_t *bitmap);
 
 /* Block index of a pointer, or UINT32_MAX if it is not a block start. The
  * release fast path runs this: a shift when the stride is a power of two

@@ -10,7 +10,10 @@
  * CACHED by the dead (slot, generation) goes back to the free stack, and
  * the slot is freed. Blocks stamped HELD by it are orphans: its user had
  * them, and only the application knows whether another process still uses
- * them (magpool_shm_reclaim_orphans returns them on request).
+ * them (magpool_shm_reclaim_orphans returns them on request). A block one
+ * of its consumers had emptied from a ring but not yet adopted goes back to
+ * the free stack, on evidence of that commit (finish_dead_intents;
+ * shm_ring.c, "The consumer-kill window").
  *
  * Why the stamps and not the caches: a process can be killed at any
  * instruction, and a per-thread cache mid-push or mid-pop is not a reliable
@@ -69,6 +72,8 @@ int shm_proc_register(struct magpool_shm *p)
             atomic_store_relaxed(&s->gen, gen);
             atomic_store_relaxed(&s->pid, (int32_t)p->pid);
             atomic_store_relaxed(&s->start_time, shm_proc_start_time(p->pid));
+            for (unsigned j = 0; j < SHM_INTENTS; j++) /* a recovered occupant's, resolved */
+                atomic_store_relaxed(&s->intents[j].where, 0);
             /* relaxed: `live` is read under the same mutex; readers outside
              * it (stats, orphan hints) only count. Written last, so a holder
              * killed before it leaves the slot free. */
@@ -97,6 +102,61 @@ static void reclaim_cached(struct magpool_shm *p, uint32_t stamp_cached)
             shm_store_push_free(p, (uint32_t)i);
 }
 
+/*
+ * The hand-offs a dead process's consumers committed but did not adopt
+ * (shm_ring.c, "The consumer-kill window"): each such block goes back to
+ * the free stack. Taken only on evidence that this slot's thread committed
+ * -- the intent flipped to COMMITTED by an enqueuer, or the cell still
+ * showing EMPTIED_BY(slot, j) -- and only if the stamp is still the s0 the
+ * consumer read (CAS). Read order: intent, cell, intent again (acquire
+ * each; shm_ring.c explains why a refill between them is seen).
+ */
+static void finish_dead_intents(struct magpool_shm *p, uint32_t slot)
+{
+    struct shm_proc *s = &p->procs[slot];
+    uint64_t committed = shm_committed(p);
+    for (uint32_t j = 0; j < SHM_INTENTS; j++) {
+        uint64_t where = atomic_load_acquire(&s->intents[j].where);
+        if (!where)
+            continue;
+        bool evidence = where & INTENT_COMMITTED;
+        if (!evidence && (where & INTENT_PENDING)) {
+            evidence = shm_ring_emptied_by(p, where, slot, j);
+            if (!evidence)
+                evidence = atomic_load_acquire(&s->intents[j].where) ==
+                           (where ^ INTENT_PENDING ^ INTENT_COMMITTED);
+        }
+        uint64_t what = atomic_load_relaxed(&s->intents[j].what);
+        uint32_t idx = (uint32_t)(what >> 32), s0 = (uint32_t)what;
+        /* Bounds and kind checked: the record was written by a peer. CAS
+         * relaxed: the block's contents are not read, and the free stack is
+         * published by the mutex. */
+        if (evidence && idx < committed && stamp_kind(s0) == STAMP_HELD &&
+            atomic_compare_exchange_strong_explicit(&p->stamps[idx], &s0,
+                                                    stamp_make(STAMP_FREE, 0, 0),
+                                                    memory_order_relaxed, memory_order_relaxed))
+            shm_store_push_free(p, idx);
+        atomic_store_relaxed(&s->intents[j].where, 0);
+    }
+}
+
+void shm_intents_mark_live(const struct magpool_shm *p, uint8_t *bitmap)
+{
+    for (uint32_t i = 0; i < p->geo.max_procs; i++) {
+        const struct shm_proc *s = &p->procs[i];
+        if (!atomic_load_relaxed(&s->live))
+            continue;
+        for (uint32_t j = 0; j < SHM_INTENTS; j++) {
+            /* acquire: pairs with the consumer's clear (release) */
+            if (!atomic_load_acquire(&s->intents[j].where))
+                continue;
+            uint32_t idx = (uint32_t)(atomic_load_relaxed(&s->intents[j].what) >> 32);
+            if (idx < p->geo.max_blocks)
+                bitmap[idx / 8] |= (uint8_t)(1u << (idx % 8));
+        }
+    }
+}
+
 void shm_proc_unregister(struct magpool_shm *p)
 {
     if (shm_lock(p) != 0)
@@ -115,6 +175,7 @@ int shm_recover_locked(struct magpool_shm *p)
             continue;
         if (likely(!magpool_test_shm_no_reclaim))
             reclaim_cached(p, stamp_make(STAMP_CACHED, i, atomic_load_relaxed(&s->gen)));
+        finish_dead_intents(p, i);
         atomic_store_relaxed(&s->live, 0);
         atomic_fetch_add_relaxed(&p->hdr->procs_recovered, 1);
         n++;
@@ -167,8 +228,12 @@ long magpool_shm_reclaim_orphans(magpool_shm_t *p)
     }
     shm_recover_locked(p);
     /* Blocks of a dead producer still in a ring stay: a live consumer will
-     * take them. A dead process cannot enqueue, so none appears later. */
+     * take them. A dead process cannot enqueue, so none appears later.
+     * Then those a live consumer has emptied from a cell but not adopted
+     * yet (its intent names them): rings first, intents second, so that a
+     * commit the ring scan missed has its intent seen (shm_ring.c). */
     shm_ring_mark_members(p, in_ring);
+    shm_intents_mark_live(p, in_ring);
     long n = 0;
     uint64_t committed = shm_committed(p);
     for (uint64_t i = 0; i < committed; i++) {

@@ -28,18 +28,59 @@
  * the CAS fails and the entry is dropped, not handed out twice. Indices read
  * from cells are bounds-checked before any use; a corrupted cell is dropped.
  *
- * The one unrecovered window: a consumer killed between its commit and its
- * adoption leaves the block stamped HELD by the producer; it is not lost
- * (the producer's stamp names it, and it becomes an orphan when the
- * producer goes), but the producer's live count includes it (docs/shm.md).
+ * The consumer-kill window. A consumer killed between its commit and its
+ * adoption would leave the block stamped HELD by a producer that gave it
+ * away. So each dequeuing thread has an intent record in its process slot
+ * (struct shm_intent): before the commit it writes {block, s0} and
+ * {PENDING, ring, position}; its commit writes not a plain EMPTY but
+ * EMPTIED_BY(slot, intent) into the cell; after adopting it cleans the cell
+ * (CAS back to EMPTY, which fails harmlessly if the cell was refilled) and
+ * clears the intent. Recovery of a dead process (shm_procs.c) takes the
+ * block of an intent -- CAS(stamp, s0 -> FREE) -- only on evidence that
+ * this very thread committed:
+ *
+ *   - the cell at the intent's position still reads {position + size,
+ *     EMPTIED_BY(slot, intent)}: only that thread's commit writes this, and
+ *     only at that position; or
+ *   - the intent reads COMMITTED: an enqueuer about to refill a cell that
+ *     still shows EMPTIED_BY(slot, intent) (never cleaned: the consumer is
+ *     slow or dead) first flips that intent from PENDING to COMMITTED if it
+ *     names this position, so the evidence is never lost with the cell.
+ *
+ * Why evidence and not "the block is in no ring cell and its stamp is still
+ * s0" (the first design considered): an intent whose commit failed or never
+ * happened names a block that another consumer may have taken, adopted and
+ * passed back to the producer, whose stamp is then s0 again (a producer's
+ * HELD stamp recurs every time it holds a block) -- recovery would free a
+ * block the producer holds. With evidence, after the commit only the dead
+ * thread could have adopted the block, so the stamp cannot have left s0 and
+ * come back; the CAS still guards a duplicated entry in a corrupted ring.
+ *
+ * Ordering (why recovery sees the evidence). The intent is written with
+ * relaxed stores before the commit CAS (acq_rel); every later write of a
+ * cell is an RMW, so all of them are in the commit's release sequence and
+ * an acquire load of the cell by an enqueuer or by recovery sees the intent.
+ * Recovery reads the intent, then the cell (acquire), then the intent again:
+ * if the cell was refilled meanwhile, the refiller's flip precedes its fill
+ * (release), so the second read sees COMMITTED. The consumer's clear is a
+ * release store: recovery that reads it cleared also sees the adoption.
+ *
+ * Killed at each point: before the commit, the block is still in the cell
+ * (or a live consumer took it: no evidence names the dead one); after the
+ * commit and before adoption, evidence + stamp s0: the block goes back to
+ * the free stack; after the adoption, HELD(dead consumer): an orphan, as
+ * any block a dead process held. The test switch no_intent skips the
+ * intent; test_shm and stress_shm show the window is lost without it.
  */
 #include <errno.h>
 
 #include "shm_internal.h"
 
 bool magpool_test_shm_ring_relaxed;
+bool magpool_test_shm_no_intent;
+_Atomic unsigned magpool_test_shm_exit_after_commits;
+bool magpool_test_shm_exit_before_commit;
 
-#define CELL_EMPTY UINT32_MAX
 #define RING_SPIN_LIMIT (1u << 20) /* only a peer corrupting the ring gets here */
 
 static inline uint64_t cell_make(uint32_t lap, uint32_t value)
@@ -71,11 +112,24 @@ static struct shm_ring *ring_checked(magpool_shm_t *p, unsigned r)
     return shm_ring_at(p, r);
 }
 
-int magpool_shm_ring_enqueue(magpool_shm_t *p, unsigned r, void *block)
+/* Before refilling a cell that still says EMPTIED_BY(slot, j): if that
+ * consumer's intent names this position and is PENDING, mark it COMMITTED
+ * (see the file comment). relaxed: the fill CAS that follows is a release,
+ * and recovery reads the cell with acquire before it reads the intent. */
+static void intent_flip(magpool_shm_t *p, unsigned r, uint32_t pos, uint32_t val)
 {
-    struct shm_ring *ring = ring_checked(p, r);
-    if (!ring)
-        return -1;
+    uint32_t slot = (val >> 6) & 63, j = val & 63;
+    if (slot >= p->geo.max_procs) /* a corrupted cell: nothing to preserve */
+        return;
+    _Atomic uint64_t *where = &p->procs[slot].intents[j].where;
+    uint64_t want = intent_where(INTENT_PENDING, r, pos);
+    atomic_compare_exchange_strong_explicit(where, &want, intent_where(INTENT_COMMITTED, r, pos),
+                                            memory_order_relaxed, memory_order_relaxed);
+}
+
+/* Put one block the caller holds into ring r (checked by the caller). */
+static int ring_enqueue_one(magpool_shm_t *p, struct shm_ring *ring, unsigned r, void *block)
+{
     uint32_t idx = shm_index_of(p, block);
     if (idx == UINT32_MAX || idx >= shm_committed(p) ||
         stamp_kind(atomic_load_relaxed(&p->stamps[idx])) != STAMP_HELD) {
@@ -91,7 +145,9 @@ int magpool_shm_ring_enqueue(magpool_shm_t *p, unsigned r, void *block)
         uint64_t c = atomic_load_acquire(cell);
         uint32_t lap = (uint32_t)(c >> 32), val = (uint32_t)c;
         int32_t ahead = (int32_t)(lap - (uint32_t)t);
-        if (ahead == 0 && val == CELL_EMPTY) {
+        if (ahead == 0 && cell_val_empty(val)) {
+            if (unlikely(val != CELL_EMPTY)) /* its consumer has not cleaned it */
+                intent_flip(p, r, (uint32_t)(t - p->geo.ring_size), val);
             /* release: publishes the block's contents to the dequeuer's
              * acquire load of this cell. */
             memory_order mo = unlikely(magpool_test_shm_ring_relaxed) ? memory_order_relaxed
@@ -118,6 +174,39 @@ int magpool_shm_ring_enqueue(magpool_shm_t *p, unsigned r, void *block)
     return -1;
 }
 
+int magpool_shm_ring_enqueue(magpool_shm_t *p, unsigned r, void *block)
+{
+    struct shm_ring *ring = ring_checked(p, r);
+    return ring ? ring_enqueue_one(p, ring, r, block) : -1;
+}
+
+/* The bursts' shared checks: 0 with errno for bad input (docs in
+ * magpool_shm.h), else the ring. */
+static struct shm_ring *burst_checked(magpool_shm_t *p, unsigned r, const void *blocks,
+                                      unsigned n)
+{
+    struct shm_ring *ring = ring_checked(p, r);
+    if (ring && (!blocks || n > MAGPOOL_SHM_MAX_RING_SIZE)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return ring;
+}
+
+unsigned magpool_shm_ring_enqueue_burst(magpool_shm_t *p, unsigned r, void *const *blocks,
+                                        unsigned n)
+{
+    if (n == 0)
+        return 0;
+    struct shm_ring *ring = burst_checked(p, r, blocks, n);
+    if (!ring)
+        return 0;
+    unsigned k = 0;
+    while (k < n && ring_enqueue_one(p, ring, r, blocks[k]) == 0)
+        k++;
+    return k;
+}
+
 /* Adopt the block at idx whose stamp was s0 before we emptied its cell. */
 static bool ring_adopt(magpool_shm_t *p, uint32_t idx, uint32_t s0)
 {
@@ -129,11 +218,22 @@ static bool ring_adopt(magpool_shm_t *p, uint32_t idx, uint32_t s0)
                                                    memory_order_acq_rel, memory_order_relaxed);
 }
 
-void *magpool_shm_ring_dequeue(magpool_shm_t *p, unsigned r)
+/* Test hook: a consumer killed inside the window, right after its commit. */
+static void window_hook(void)
 {
-    struct shm_ring *ring = ring_checked(p, r);
-    if (!ring)
-        return NULL;
+    unsigned n = atomic_load_relaxed(&magpool_test_shm_exit_after_commits);
+    while (n && !atomic_compare_exchange_weak_explicit(&magpool_test_shm_exit_after_commits, &n,
+                                                       n - 1, memory_order_relaxed,
+                                                       memory_order_relaxed))
+        ;
+    if (n == 1)
+        _exit(MAGPOOL_TEST_SHM_WINDOW_EXIT);
+}
+
+/* One dequeue from ring r with this thread's intent j (file comment). */
+static void *ring_dequeue_one(magpool_shm_t *p, struct shm_ring *ring, unsigned r, uint32_t j)
+{
+    struct shm_intent *in = &p->procs[p->slot].intents[j];
     uint64_t mask = p->geo.ring_size - 1;
     uint32_t size = p->geo.ring_size;
     for (unsigned spin = 0; spin < RING_SPIN_LIMIT; spin++) {
@@ -144,7 +244,7 @@ void *magpool_shm_ring_dequeue(magpool_shm_t *p, unsigned r)
                                                              : atomic_load_acquire(cell);
         uint32_t lap = (uint32_t)(c >> 32), val = (uint32_t)c;
         int32_t ahead = (int32_t)(lap - (uint32_t)h);
-        if (ahead == 0 && val == CELL_EMPTY)
+        if (ahead == 0 && cell_val_empty(val))
             break; /* empty */
         if (ahead > 0) { /* emptied by someone who has not moved the head */
             atomic_compare_exchange_strong_explicit(&ring->head, &h, h + 1, memory_order_relaxed,
@@ -155,23 +255,96 @@ void *magpool_shm_ring_dequeue(magpool_shm_t *p, unsigned r)
             break; /* an older lap at the head: only a corrupted ring */
         bool valid = val < shm_committed(p);
         uint32_t s0 = valid ? atomic_load_acquire(&p->stamps[val]) : 0;
+        valid = valid && stamp_kind(s0) == STAMP_HELD;
+        uint32_t emptied = valid ? CELL_EMPTIED_BY(p->slot, j) : CELL_EMPTY;
+        if (valid && likely(!magpool_test_shm_no_intent)) {
+            /* relaxed: published by the commit CAS below (file comment). */
+            atomic_store_relaxed(&in->what, (uint64_t)val << 32 | s0);
+            atomic_store_relaxed(&in->where, intent_where(INTENT_PENDING, r, h));
+            if (unlikely(magpool_test_shm_exit_before_commit))
+                _exit(MAGPOOL_TEST_SHM_WINDOW_EXIT);
+        }
         /* acq_rel: acquire for the block's contents (with the load above),
          * release so that our earlier reads of the cell's previous block
-         * precede the next enqueuer's reuse (its acquire load). */
+         * precede the next enqueuer's reuse (its acquire load), and so that
+         * the intent is visible to whoever reads this cell later. */
         memory_order mo = unlikely(magpool_test_shm_ring_relaxed) ? memory_order_relaxed
                                                                    : memory_order_acq_rel;
-        if (!atomic_compare_exchange_strong_explicit(cell, &c, cell_make((uint32_t)(h + size),
-                                                                         CELL_EMPTY),
-                                                     mo, memory_order_relaxed))
-            continue;
+        uint64_t done = cell_make((uint32_t)(h + size), emptied);
+        uint64_t cleaned = cell_make((uint32_t)(h + size), CELL_EMPTY);
+        if (!atomic_compare_exchange_strong_explicit(cell, &c, done, mo, memory_order_relaxed))
+            continue; /* the intent is stale: no evidence will ever name it */
+        window_hook();
+        /* (a failed CAS overwrites h: nothing below may use it) */
         atomic_compare_exchange_strong_explicit(&ring->head, &h, h + 1, memory_order_relaxed,
                                                 memory_order_relaxed);
-        if (valid && ring_adopt(p, val, s0))
+        if (!valid) {
+            atomic_fetch_add_relaxed(&p->hdr->ring_dropped, 1);
+            continue;
+        }
+        bool mine = ring_adopt(p, val, s0);
+        /* relaxed: an RMW, so it stays in the commit's release sequence;
+         * fails harmlessly when an enqueuer has refilled the cell. */
+        atomic_compare_exchange_strong_explicit(cell, &done, cleaned, memory_order_relaxed,
+                                                memory_order_relaxed);
+        /* release: recovery that reads the intent cleared also sees our
+         * adoption (its stamp CAS then fails). */
+        atomic_store_release(&in->where, 0);
+        if (mine)
             return shm_block_at(p, val);
         atomic_fetch_add_relaxed(&p->hdr->ring_dropped, 1);
     }
+    atomic_store_release(&in->where, 0); /* a stale intent from a lost commit race */
     errno = EAGAIN;
     return NULL;
+}
+
+/* Up to n blocks from ring r into out[], with this thread's intent. */
+static unsigned ring_dequeue_n(magpool_shm_t *p, struct shm_ring *ring, unsigned r, void **out,
+                               unsigned n)
+{
+    struct shm_tcache *tc = shm_tcache_get(p);
+    if (!tc)
+        return 0;
+    bool shared = unlikely(tc->intent == SHM_INTENTS - 1);
+    if (shared)
+        pthread_mutex_lock(&p->intent_lock); /* beyond 63 threads: the shared intent */
+    unsigned k = 0;
+    while (k < n && (out[k] = ring_dequeue_one(p, ring, r, tc->intent)) != NULL)
+        k++;
+    if (shared)
+        pthread_mutex_unlock(&p->intent_lock);
+    return k;
+}
+
+void *magpool_shm_ring_dequeue(magpool_shm_t *p, unsigned r)
+{
+    struct shm_ring *ring = ring_checked(p, r);
+    void *b = NULL;
+    if (ring)
+        ring_dequeue_n(p, ring, r, &b, 1);
+    return b;
+}
+
+unsigned magpool_shm_ring_dequeue_burst(magpool_shm_t *p, unsigned r, void **blocks, unsigned n)
+{
+    if (n == 0)
+        return 0;
+    struct shm_ring *ring = burst_checked(p, r, blocks, n);
+    return ring ? ring_dequeue_n(p, ring, r, blocks, n) : 0;
+}
+
+/* Does the cell at the intent's position still show that (slot, j)
+ * emptied it there? (shm_procs.c, recovery) acquire: see the file comment. */
+bool shm_ring_emptied_by(const struct magpool_shm *p, uint64_t where, uint32_t slot, uint32_t j)
+{
+    unsigned r = (unsigned)(where >> 32) & 63;
+    uint32_t pos = (uint32_t)where;
+    if (r >= p->geo.rings)
+        return false;
+    const struct shm_ring *ring = shm_ring_at(p, r);
+    uint64_t c = atomic_load_acquire(&ring->cells[pos & (p->geo.ring_size - 1)]);
+    return c == cell_make(pos + p->geo.ring_size, CELL_EMPTIED_BY(slot, j));
 }
 
 void shm_ring_mark_members(const struct magpool_shm *p, uint8_t *bitmap)
@@ -179,7 +352,9 @@ void shm_ring_mark_members(const struct magpool_shm *p, uint8_t *bitmap)
     for (unsigned r = 0; r < p->geo.rings; r++) {
         struct shm_ring *ring = shm_ring_at(p, r);
         for (uint32_t i = 0; i < p->geo.ring_size; i++) {
-            uint32_t val = (uint32_t)atomic_load_relaxed(&ring->cells[i]);
+            /* acquire: a consumer that emptied a cell before this load has
+             * its intent seen by shm_intents_mark_live, which runs after. */
+            uint32_t val = (uint32_t)atomic_load_acquire(&ring->cells[i]);
             if (val < p->geo.max_blocks)
                 bitmap[val / 8] |= (uint8_t)(1u << (val % 8));
         }
@@ -192,7 +367,7 @@ uint64_t shm_ring_count(const struct magpool_shm *p)
     for (unsigned r = 0; r < p->geo.rings; r++) {
         struct shm_ring *ring = shm_ring_at(p, r);
         for (uint32_t i = 0; i < p->geo.ring_size; i++)
-            n += (uint32_t)atomic_load_relaxed(&ring->cells[i]) != CELL_EMPTY;
+            n += !cell_val_empty((uint32_t)atomic_load_relaxed(&ring->cells[i]));
     }
     return n;
 }

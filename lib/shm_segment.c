@@ -34,6 +34,29 @@ static pthread_once_t shm_once = PTHREAD_ONCE_INIT;
 static pid_t shm_self_pid;
 static _Atomic uint64_t shm_next_id = 1;
 
+/* This process's open handles, for fork's handlers: docs/design.md lock
+ * table, rows 10 (this lock) -> 11 (every handle's tc_lock). */
+static pthread_mutex_t shm_handles_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct magpool_shm *shm_handles;
+
+/* fork() while another thread holds a handle's tc_lock would leave it
+ * locked in the child by a thread that does not exist there; the child's
+ * forking thread, if it has a thread cache, takes it in its exit destructor
+ * (tcache_exit) and would hang. So the prepare handler takes them all. */
+static void shm_atfork_prepare(void)
+{
+    pthread_mutex_lock(&shm_handles_lock);
+    for (struct magpool_shm *p = shm_handles; p; p = p->next_open)
+        pthread_mutex_lock(&p->tc_lock);
+}
+
+static void shm_atfork_release(void)
+{
+    for (struct magpool_shm *p = shm_handles; p; p = p->next_open)
+        pthread_mutex_unlock(&p->tc_lock);
+    pthread_mutex_unlock(&shm_handles_lock);
+}
+
 /* The child of a fork has the parent's handles and thread caches but is
  * another process: it gets its own pid here, and handles opened by the
  * parent answer ECHILD from then on (shm_handle_ok). */
@@ -41,12 +64,13 @@ static void shm_atfork_child(void)
 {
     shm_self_pid = getpid();
     shm_tcache_forget_tls();
+    shm_atfork_release(); /* default mutexes: the child's thread may unlock */
 }
 
 static void shm_init_once(void)
 {
     shm_self_pid = getpid();
-    pthread_atfork(NULL, NULL, shm_atfork_child);
+    pthread_atfork(shm_atfork_prepare, shm_atfork_release, shm_atfork_child);
 }
 
 bool shm_handle_ok(const struct magpool_shm *p)
@@ -226,18 +250,32 @@ static struct magpool_shm *handle_new(const struct shm_geometry *g, unsigned cha
     p->pid = shm_self_pid;
     p->id = atomic_fetch_add_relaxed(&shm_next_id, 1);
     pthread_mutex_init(&p->tc_lock, NULL);
+    pthread_mutex_init(&p->intent_lock, NULL);
     if (shm_tcache_key_init(p) != 0) {
+        pthread_mutex_destroy(&p->intent_lock);
         pthread_mutex_destroy(&p->tc_lock);
         free(p);
         errno = ENOMEM;
         return NULL;
     }
+    pthread_mutex_lock(&shm_handles_lock);
+    p->next_open = shm_handles;
+    shm_handles = p;
+    pthread_mutex_unlock(&shm_handles_lock);
     return p;
 }
 
 static void handle_free(struct magpool_shm *p, bool unmap)
 {
+    pthread_mutex_lock(&shm_handles_lock);
+    for (struct magpool_shm **pp = &shm_handles; *pp; pp = &(*pp)->next_open)
+        if (*pp == p) {
+            *pp = p->next_open;
+            break;
+        }
+    pthread_mutex_unlock(&shm_handles_lock);
     shm_tcache_destroy_key(p);
+    pthread_mutex_destroy(&p->intent_lock);
     pthread_mutex_destroy(&p->tc_lock);
     if (unmap) {
         munmap(p->base, p->geo.seg_size);

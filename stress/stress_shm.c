@@ -29,6 +29,18 @@
  * SIGKILL and a new one started; the parent also runs recovery and returns
  * orphans while the others keep running.
  *
+ * --window-kills N: the worker processes in odd places (1, 3, ...) only
+ * consume from the rings (those in even places only produce), and die inside the consumer-kill window: a
+ * white-box countdown makes the
+ * dequeue that ends it _exit() right after its commit CAS, before the
+ * block is adopted (after 1..N commits of that process). The parent reaps
+ * and replaces them like the SIGKILLed ones. At the end, with every worker
+ * still attached but quiet (each has given back what it kept and says so
+ * through a pipe), the parent recovers, drains the rings and returns the
+ * orphans; then no block may still be held: a block a killed consumer had
+ * emptied from a ring but not adopted would still be stamped HELD by its
+ * live producer.
+ *
  * At the end the workers stop (SIGTERM: finish the step, give everything
  * back, detach), the parent recovers, drains the rings and returns orphans,
  * and then the accounting must be exact: every one of the max_blocks blocks
@@ -36,11 +48,12 @@
  * free + cached + held + orphans == committed with no orphans and no held
  * blocks left. A watchdog (SIGALRM) turns a hang into a failure.
  *
- * --break ring-relaxed | no-reclaim: switch off one mechanism in the library
- * (white-box test switches) for the must-fail twins: without release/acquire
- * on the ring TSan must report the race on the blocks' contents; without
- * recovery's reclaim of a dead process's cached blocks the soak's final
- * accounting must fail.
+ * --break ring-relaxed | no-reclaim | no-intent: switch off one mechanism in
+ * the library (white-box test switches) for the must-fail twins: without
+ * release/acquire on the ring TSan must report the race on the blocks'
+ * contents; without recovery's reclaim of a dead process's cached blocks
+ * the soak's final accounting must fail; without the dequeue intent, the
+ * window kills must leave blocks held by live producers.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -60,17 +73,24 @@
 #include <magpool_shm.h>
 
 extern bool magpool_test_shm_ring_relaxed, magpool_test_shm_no_reclaim;
+extern bool magpool_test_shm_no_intent;
 extern unsigned magpool_test_shm_hold_lock_us;
+extern _Atomic unsigned magpool_test_shm_exit_after_commits;
+#define WINDOW_EXIT 86 /* MAGPOOL_TEST_SHM_WINDOW_EXIT (lib/shm_internal.h) */
 
 static struct {
-    int procs, threads, kill_ms, churn, cache;
+    int procs, threads, kill_ms, churn, cache, window_kills;
     double seconds;
     size_t max_blocks, block_size;
     unsigned seed;
     char name[64];
-} opt = {4, 2, 0, 1, 32, 2.0, 8192, 64, 1, ""};
+} opt = {4, 2, 0, 1, 32, 0, 2.0, 8192, 64, 1, ""};
 
 static atomic_ulong failures;
+/* With --window-kills, workers have roles: those that die in the window
+ * only consume (every block they take from a ring is another process's; one
+ * of their own would be an orphan anyway), the others only produce. */
+static bool consumer_only, producer_only;
 static atomic_int stop;
 
 #define CHECK(cond, ...)                                                                      \
@@ -141,7 +161,7 @@ static void *worker_thread(void *arg)
         void *b = magpool_shm_acquire(pool);
         if (b) {
             stamp_block(b, ((uint64_t)w->id << 40) | ++seq);
-            if (r & 1) {
+            if (r & 1 && !consumer_only) {
                 if (magpool_shm_ring_enqueue(pool, (unsigned)(r >> 8) % rings, b) != 0) {
                     CHECK(errno == EAGAIN, "enqueue: %s", strerror(errno));
                     CHECK(magpool_shm_release(pool, b) == 0, "release after full ring: %s",
@@ -155,7 +175,7 @@ static void *worker_thread(void *arg)
         } else {
             CHECK(errno == ENOMEM, "acquire: %s", strerror(errno));
         }
-        for (int k = 0; k < 2; k++) {
+        for (int k = 0; k < 2 && !producer_only; k++) {
             void *d = magpool_shm_ring_dequeue(pool, (unsigned)(r >> (16 + k)) % rings);
             if (!d) {
                 CHECK(errno == EAGAIN, "dequeue: %s", strerror(errno));
@@ -234,25 +254,80 @@ static void on_term(int sig)
     atomic_store(&stop, 1);
 }
 
-/* A worker process: attach by name, run, give back, detach. */
-static int worker_process(unsigned id)
+/* The end-of-run handshake: each worker says "quiet" on its own pipe and
+ * waits for the parent to close `go` before it detaches. */
+static int go_pipe[2];
+
+/* A worker process: attach by name, run, give back, say so, wait, detach. */
+static int worker_process(unsigned id, bool window, int quiet_fd)
 {
+    close(go_pipe[1]);
     magpool_shm_t *pool = magpool_shm_attach(opt.name, opt.block_size);
     if (!pool) {
         fprintf(stderr, "stress_shm: worker attach: %s\n", strerror(errno));
         return 2;
     }
+    uint64_t rng = (uint64_t)id * 0x2545f4914f6cdd1du + opt.seed + 3;
+    consumer_only = window;
+    producer_only = opt.window_kills > 0 && !window;
+    if (window)
+        atomic_store(&magpool_test_shm_exit_after_commits,
+                     1 + (unsigned)(xorshift(&rng) % (unsigned)opt.window_kills));
     run_threads(pool, id * 64);
+    (void)!write(quiet_fd, "q", 1);
+    char c;
+    while (read(go_pipe[0], &c, 1) < 0 && errno == EINTR)
+        ;
     CHECK(magpool_shm_detach(pool) == 0, "detach: %s", strerror(errno));
     return atomic_load(&failures) ? 1 : 0;
 }
 
-static pid_t spawn(unsigned id)
+/* Starts worker `id` in place `slot`; *quiet gets the read end of its
+ * pipe. Only workers in odd places die in the window: those in even places
+ * live on (unless --kill-ms), so that blocks they produced and a killed
+ * consumer left unadopted are still stamped with a live producer at the
+ * end if recovery did not finish the hand-off. */
+static pid_t spawn(unsigned id, int slot, int *quiet)
 {
+    int q[2];
+    if (pipe(q) != 0) {
+        perror("stress_shm: pipe");
+        exit(2);
+    }
     pid_t pid = fork();
-    if (pid == 0)
-        _exit(worker_process(id));
+    if (pid == 0) {
+        close(q[0]);
+        _exit(worker_process(id, opt.window_kills > 0 && slot % 2, q[1]));
+    }
+    close(q[1]);
+    *quiet = q[0];
     return pid;
+}
+
+/* A worker ended without being killed: only a window kill may do that. */
+static bool died_in_window(int status)
+{
+    return WIFEXITED(status) && WEXITSTATUS(status) == WINDOW_EXIT;
+}
+
+/* With every worker quiet but still attached: after recovery, draining the
+ * rings and returning orphans, nobody may hold a block (the workers gave
+ * back what they kept). Blocks left HELD by a live producer here are the
+ * hand-offs of consumers killed in the window that recovery did not finish. */
+static void check_quiet(magpool_shm_t *pool)
+{
+    magpool_shm_recover(pool);
+    for (unsigned r = 0; r < 2; r++) {
+        void *d;
+        while ((d = magpool_shm_ring_dequeue(pool, r)) != NULL)
+            CHECK(magpool_shm_release(pool, d) == 0, "quiet drain release: %s", strerror(errno));
+    }
+    CHECK(magpool_shm_reclaim_orphans(pool) >= 0, "reclaim: %s", strerror(errno));
+    magpool_shm_stats_t st;
+    CHECK(magpool_shm_stats(pool, &st, sizeof st) == 0, "stats");
+    CHECK(st.held == 0 && st.orphans == 0,
+          "%" PRIu64 " blocks held by live producers, %" PRIu64 " orphans, after recovery "
+          "with every worker quiet", st.held, st.orphans);
 }
 
 static void watchdog(int sig)
@@ -275,6 +350,21 @@ static void check_accounting(magpool_shm_t *pool)
             CHECK(magpool_shm_release(pool, d) == 0, "drain release: %s", strerror(errno));
         }
     }
+    /* Every ring still moves: a whole lap and one through each (a cell left
+     * with a wrong lap would stop a ring for good, as full and empty). */
+    for (unsigned r = 0; r < 2; r++)
+        for (int i = 0; i < 257; i++) {
+            void *b = magpool_shm_acquire(pool);
+            CHECK(b != NULL, "acquire for the lap: %s", strerror(errno));
+            if (!b)
+                break;
+            bool in = magpool_shm_ring_enqueue(pool, r, b) == 0;
+            void *d = in ? magpool_shm_ring_dequeue(pool, r) : NULL;
+            CHECK(in && d == b, "ring %u stuck at step %d of a lap (%s)", r, i, strerror(errno));
+            magpool_shm_release(pool, b);
+            if (d != b)
+                break;
+        }
     long orphans = magpool_shm_reclaim_orphans(pool);
     CHECK(orphans >= 0, "reclaim: %s", strerror(errno));
     magpool_shm_stats_t st;
@@ -333,6 +423,8 @@ static void parse(int argc, char **argv)
             opt.churn = atoi(v);
         else if (!strcmp(k, "--kill-ms"))
             opt.kill_ms = atoi(v);
+        else if (!strcmp(k, "--window-kills"))
+            opt.window_kills = atoi(v);
         else if (!strcmp(k, "--max-blocks"))
             opt.max_blocks = strtoull(v, NULL, 10);
         else if (!strcmp(k, "--block-size"))
@@ -341,13 +433,16 @@ static void parse(int argc, char **argv)
             magpool_test_shm_ring_relaxed = true;
         else if (!strcmp(k, "--break") && !strcmp(v, "no-reclaim"))
             magpool_test_shm_no_reclaim = true;
+        else if (!strcmp(k, "--break") && !strcmp(v, "no-intent"))
+            magpool_test_shm_no_intent = true;
         else if (!strcmp(k, "--seed"))
             opt.seed = (unsigned)strtoul(v, NULL, 10);
         else {
             fprintf(stderr, "usage: stress_shm [--procs P] [--threads T] [--seconds S] "
                             "[--kill-ms K] [--max-blocks N] [--block-size B] [--seed X]\n"
                             "                  [--churn 0|1] [--cache N] [--hold-lock-us U]\n"
-                            "                  [--break ring-relaxed|no-reclaim]\n");
+                            "                  [--window-kills N]\n"
+                            "                  [--break ring-relaxed|no-reclaim|no-intent]\n");
             exit(2);
         }
     }
@@ -384,7 +479,7 @@ int main(int argc, char **argv)
     if (opt.procs == 0 && !opt.churn)
         magpool_shm_unlink(opt.name);
     uint64_t rng = opt.seed * 2654435761u + 7;
-    unsigned kills = 0, spawned = 0;
+    unsigned kills = 0, spawned = 0, window_deaths = 0;
     if (opt.procs == 0) {
         /* The threads run in this process; this thread stops them. */
         struct timespec ts = {(time_t)opt.seconds,
@@ -400,24 +495,44 @@ int main(int argc, char **argv)
             pthread_join(churn, NULL);
     } else {
         pid_t pids[32];
+        int quiet[32];
+        if (pipe(go_pipe) != 0) {
+            perror("stress_shm: pipe");
+            return 2;
+        }
         for (int i = 0; i < opt.procs; i++)
-            pids[i] = spawn(spawned++);
+            pids[i] = spawn(spawned++, i, &quiet[i]);
         double end = now_s() + opt.seconds;
+        double next_kill = opt.kill_ms > 0 ? now_s() : end;
         while (now_s() < end) {
-            if (opt.kill_ms <= 0) {
-                usleep(20000);
-                continue;
+            usleep(5000);
+            /* Workers that died in the window by themselves. */
+            for (int i = 0; i < opt.procs; i++) {
+                int status;
+                if (waitpid(pids[i], &status, WNOHANG) != pids[i])
+                    continue;
+                CHECK(died_in_window(status), "worker died on its own (status %#x)", status);
+                window_deaths++;
+                close(quiet[i]);
+                pids[i] = spawn(spawned++, i, &quiet[i]);
+                CHECK(magpool_shm_recover(pool) >= 0, "recover: %s", strerror(errno));
             }
+            if (opt.kill_ms <= 0 || now_s() < next_kill)
+                continue;
             unsigned ms = (unsigned)opt.kill_ms / 2 + (unsigned)(xorshift(&rng) % (unsigned)opt.kill_ms);
-            usleep(ms * 1000);
+            next_kill = now_s() + ms / 1000.0;
             int victim = (int)(xorshift(&rng) % (unsigned)opt.procs);
             kill(pids[victim], SIGKILL);
             int status;
             waitpid(pids[victim], &status, 0);
-            CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+            CHECK((WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) || died_in_window(status),
                   "worker died on its own before the kill (status %#x)", status);
-            kills++;
-            pids[victim] = spawn(spawned++);
+            if (died_in_window(status))
+                window_deaths++;
+            else
+                kills++;
+            close(quiet[victim]);
+            pids[victim] = spawn(spawned++, victim, &quiet[victim]);
             /* The survivors' view: recover the dead, return orphans. */
             CHECK(magpool_shm_recover(pool) >= 0, "recover: %s", strerror(errno));
             if (kills % 4 == 0)
@@ -425,12 +540,33 @@ int main(int argc, char **argv)
         }
         for (int i = 0; i < opt.procs; i++)
             kill(pids[i], SIGTERM);
+        /* Every worker quiet (or dead in the window on its way there). */
+        bool alive[32];
+        for (int i = 0; i < opt.procs; i++) {
+            char c;
+            ssize_t n;
+            while ((n = read(quiet[i], &c, 1)) < 0 && errno == EINTR)
+                ;
+            alive[i] = n == 1;
+            close(quiet[i]);
+            if (!alive[i]) {
+                int status;
+                waitpid(pids[i], &status, 0);
+                CHECK(died_in_window(status), "worker %d ended with status %#x", i, status);
+                window_deaths++;
+            }
+        }
+        check_quiet(pool);
+        close(go_pipe[1]);
         for (int i = 0; i < opt.procs; i++) {
             int status;
+            if (!alive[i])
+                continue;
             waitpid(pids[i], &status, 0);
             CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
                   "worker %d ended with status %#x", i, status);
         }
+        close(go_pipe[0]);
     }
     check_accounting(pool);
     if (magpool_test_shm_hold_lock_us && kills >= 10) {
@@ -438,9 +574,12 @@ int main(int argc, char **argv)
         magpool_shm_stats(pool, &st, sizeof st);
         CHECK(st.repairs > 0, "%u kills with the lock held most of the time, but no repair", kills);
     }
-    printf("stress_shm: %d procs x %d threads, %.1f s, %u kills, %u workers started: %lu "
-           "failures\n",
-           opt.procs, opt.threads, opt.seconds, kills, spawned, atomic_load(&failures));
+    printf("stress_shm: %d procs x %d threads, %.1f s, %u kills, %u deaths in the "
+           "consumer-kill window, %u workers started: %lu failures\n",
+           opt.procs, opt.threads, opt.seconds, kills, window_deaths, spawned,
+           atomic_load(&failures));
+    if (opt.window_kills > 0 && opt.procs > 0 && opt.seconds >= 2)
+        CHECK(window_deaths > 0, "--window-kills, but no worker died in the window");
     magpool_shm_detach(pool);
     if (opt.procs > 0 || opt.churn)
         magpool_shm_unlink(opt.name);

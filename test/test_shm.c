@@ -11,7 +11,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +56,15 @@ static void done(magpool_shm_t *p)
 {
     cr_assert_eq(magpool_shm_detach(p), 0);
     cr_assert_eq(magpool_shm_unlink(name), 0);
+}
+
+/* In a forked child: attach to the test's pool by name, or exit 2. */
+static magpool_shm_t *attach_in_child(void)
+{
+    magpool_shm_t *c = magpool_shm_attach(name, 64);
+    if (!c)
+        _exit(2);
+    return c;
 }
 
 static magpool_shm_stats_t stats(magpool_shm_t *p)
@@ -380,9 +392,7 @@ Test(shm, killed_process_is_recovered_and_its_orphans_returned)
     cr_assert_eq(pipe(ready), 0);
     pid_t pid = fork();
     if (pid == 0) {
-        magpool_shm_t *c = magpool_shm_attach(name, 64);
-        if (!c)
-            _exit(2);
+        magpool_shm_t *c = attach_in_child();
         for (int i = 0; i < 10; i++) {
             void *held = magpool_shm_acquire(c); /* orphans-to-be */
             (void)held;
@@ -428,9 +438,7 @@ Test(shm, holder_of_the_robust_mutex_killed_leaves_the_pool_usable)
     magpool_shm_t *p = make(64, 256);
     pid_t pid = fork();
     if (pid == 0) {
-        magpool_shm_t *c = magpool_shm_attach(name, 64);
-        if (!c)
-            _exit(2);
+        magpool_shm_t *c = attach_in_child();
         shm_lock(c);
         /* Half a critical section: the stack says one thing, stamps another. */
         atomic_store(&c->hdr->top, 3);
@@ -463,6 +471,8 @@ Test(shm, handle_inherited_through_fork_answers_echild)
                  magpool_shm_reclaim_orphans(p) == -1 && errno == ECHILD &&
                  magpool_shm_ring_enqueue(p, 0, b) == -1 && errno == ECHILD &&
                  magpool_shm_ring_dequeue(p, 0) == NULL && errno == ECHILD &&
+                 magpool_shm_ring_enqueue_burst(p, 0, &b, 1) == 0 && errno == ECHILD &&
+                 magpool_shm_ring_dequeue_burst(p, 0, &b, 1) == 0 && errno == ECHILD &&
                  magpool_shm_detach(p) == -1 && errno == ECHILD;
         magpool_shm_t *c = magpool_shm_attach(name, 64);
         ok = ok && c && magpool_shm_acquire(c) != NULL && magpool_shm_detach(c) == 0;
@@ -605,5 +615,332 @@ Test(shm, acquire_at_the_cap_recovers_a_dead_process_by_itself)
     cr_assert_null(magpool_shm_acquire(p));
     cr_assert_eq(stats(p).orphans, 58);
     cr_assert_eq(magpool_shm_reclaim_orphans(p), 58);
+    done(p);
+}
+
+/* The consumer-kill window (shm_ring.c): a forked consumer dequeues from
+ * ring 0 and _exits right after its commit CAS (test hook), before it
+ * adopts the block. Returns the number of blocks the producer (this
+ * process) still holds after recovery, which must be 0. With `wrap`, the
+ * ring goes round a whole lap before recovery runs, so that the evidence of
+ * the commit has moved from the cell into the dead consumer's intent. */
+static uint64_t consumer_killed_in_the_window(magpool_shm_t *p, bool with_intent, bool wrap)
+{
+    void *b = magpool_shm_acquire(p);
+    cr_assert_not_null(b);
+    cr_assert_eq(magpool_shm_ring_enqueue(p, 0, b), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        magpool_shm_t *c = attach_in_child();
+        magpool_test_shm_no_intent = !with_intent;
+        atomic_store(&magpool_test_shm_exit_after_commits, 1);
+        magpool_shm_ring_dequeue(c, 0);
+        _exit(3); /* the hook did not fire */
+    }
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == MAGPOOL_TEST_SHM_WINDOW_EXIT,
+              "the consumer died in the window (status %#x)", status);
+    magpool_shm_stats_t st = stats(p);
+    cr_assert_eq(st.held_here, 1, "stamped HELD by the producer, in no ring");
+    cr_assert_eq(st.in_rings, 0);
+    for (int i = 0; wrap && i < 17; i++) { /* ring_size 16: a whole lap and one */
+        void *x = magpool_shm_acquire(p);
+        cr_assert_eq(magpool_shm_ring_enqueue(p, 0, x), 0);
+        cr_assert_eq(magpool_shm_ring_dequeue(p, 0), x);
+        cr_assert_eq(magpool_shm_release(p, x), 0);
+    }
+    cr_assert_eq(magpool_shm_recover(p), 1);
+    st = stats(p);
+    cr_assert_eq(st.free + st.cached + st.held + st.orphans, st.committed);
+    cr_assert_eq(st.orphans, 0);
+    cr_assert_eq(st.ring_dropped, 0);
+    return st.held_here;
+}
+
+/* Every block of the pool comes out exactly once. */
+static void all_blocks_once(magpool_shm_t *p, size_t max)
+{
+    void **b = calloc(max + 1, sizeof *b);
+    size_t n = 0;
+    while (n <= max && (b[n] = magpool_shm_acquire(p)) != NULL)
+        n++;
+    cr_assert_eq(n, max, "%zu of %zu blocks", n, max);
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < i; k++)
+            cr_assert_neq(b[i], b[k], "block handed out twice");
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq(magpool_shm_release(p, b[i]), 0);
+    free(b);
+}
+
+Test(shm, consumer_killed_between_commit_and_adoption_loses_nothing)
+{
+    magpool_shm_t *p = make(64, 64);
+    cr_assert_eq(consumer_killed_in_the_window(p, true, false), 0,
+                 "recovery gave the block back (evidence in the cell)");
+    cr_assert_eq(consumer_killed_in_the_window(p, true, true), 0,
+                 "recovery gave the block back (evidence moved into the intent)");
+    all_blocks_once(p, 64);
+    done(p);
+}
+
+/* The twin: the same kill with the intent switched off (test switch) must
+ * leave the block stamped HELD by the live producer after recovery -- the
+ * test above would fail without the mechanism. */
+Test(shm, without_the_intent_the_window_keeps_the_block_held)
+{
+    magpool_shm_t *p = make(64, 64);
+    cr_assert_eq(consumer_killed_in_the_window(p, false, false), 1);
+    done(p);
+}
+
+/* fork() while another thread holds the handle's private tc_lock: the
+ * child's forking thread has a thread cache, and when it exits its TSD
+ * destructor takes tc_lock -- which, without the library's fork handlers,
+ * the child inherited locked by a thread that does not exist there. The
+ * child runs under alarm(3): a hang is a SIGALRM death, not a stuck test. */
+static magpool_shm_t *fork_pool; /* static: reachable for LSan in the child */
+static int fork_ready[2];
+
+static void *hold_tc_lock(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&fork_pool->tc_lock);
+    (void)!write(fork_ready[1], "x", 1);
+    usleep(300 * 1000); /* the fork happens now (or, with the handlers, waits) */
+    pthread_mutex_unlock(&fork_pool->tc_lock);
+    return NULL;
+}
+
+/* Reached only once the exiting thread's destructors have run; _exit skips
+ * LeakSanitizer's exit check of a child that ends in pthread_exit with the
+ * parent's memory (Criterion's included) still mapped. */
+static void child_exit_now(void)
+{
+    _exit(0);
+}
+
+static void *fork_then_exit_in_child(void *arg)
+{
+    (void)arg;
+    void *b = magpool_shm_acquire(fork_pool); /* this thread has a cache */
+    magpool_shm_release(fork_pool, b);
+    pthread_t holder; /* only now: creating the cache takes tc_lock too */
+    pthread_create(&holder, NULL, hold_tc_lock, NULL);
+    char c;
+    (void)!read(fork_ready[0], &c, 1);
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm(3);
+        atexit(child_exit_now);
+        pthread_exit(NULL); /* the child's only thread: its destructors run */
+    }
+    int status = -1;
+    waitpid(pid, &status, 0);
+    pthread_join(holder, NULL);
+    return (void *)(intptr_t)status;
+}
+
+Test(shm, fork_while_another_thread_holds_tc_lock_child_thread_exits)
+{
+    fork_pool = make(64, 64);
+    cr_assert_eq(pipe(fork_ready), 0);
+    pthread_t forker;
+    pthread_create(&forker, NULL, fork_then_exit_in_child, NULL);
+    void *ret;
+    pthread_join(forker, &ret);
+    int status = (int)(intptr_t)ret;
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "the child's exiting thread did not exit cleanly (status %#x: %s; "
+              "SIGALRM: it hung on tc_lock)", status,
+              WIFSIGNALED(status) ? strsignal(WTERMSIG(status)) : "exit");
+    close(fork_ready[0]);
+    close(fork_ready[1]);
+    done(fork_pool);
+}
+
+Test(shm, burst_bad_input_is_refused_and_moves_nothing)
+{
+    magpool_shm_t *p = make(64, 64);
+    void *b[20];
+    for (int i = 0; i < 20; i++)
+        cr_assert_not_null(b[i] = magpool_shm_acquire(p));
+    struct { magpool_shm_t *pool; unsigned ring; void **blocks; unsigned n; } bad[] = {
+        {NULL, 0, b, 1},                               /* no pool */
+        {p, 2, b, 1},                                  /* ring out of range (2 rings) */
+        {p, UINT32_MAX, b, 1},
+        {p, 0, NULL, 1},                               /* no array */
+        {p, 0, b, MAGPOOL_SHM_MAX_RING_SIZE + 1},      /* absurd n */
+        {p, 0, b, UINT32_MAX},                         /* a negative length */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        errno = 0;
+        cr_assert_eq(magpool_shm_ring_enqueue_burst(bad[i].pool, bad[i].ring, bad[i].blocks,
+                                                    bad[i].n), 0, "enqueue case %zu", i);
+        cr_assert_eq(errno, EINVAL, "enqueue case %zu", i);
+        errno = 0;
+        cr_assert_eq(magpool_shm_ring_dequeue_burst(bad[i].pool, bad[i].ring, bad[i].blocks,
+                                                    bad[i].n), 0, "dequeue case %zu", i);
+        cr_assert_eq(errno, EINVAL, "dequeue case %zu", i);
+    }
+    errno = 12345; /* n == 0: a no-op that leaves errno alone */
+    cr_assert_eq(magpool_shm_ring_enqueue_burst(p, 0, b, 0), 0);
+    cr_assert_eq(magpool_shm_ring_dequeue_burst(p, 0, b, 0), 0);
+    cr_assert_eq(errno, 12345);
+    cr_assert_eq(stats(p).in_rings, 0, "nothing moved");
+    cr_assert_eq(stats(p).held_here, 20);
+    /* A bad block in the middle: the ones before go, it and the rest stay. */
+    void *mixed[3] = {b[0], (char *)b[1] + 8, b[2]};
+    cr_assert_eq(magpool_shm_ring_enqueue_burst(p, 0, mixed, 3), 1);
+    cr_assert_eq(errno, EINVAL);
+    cr_assert_eq(stats(p).in_rings, 1);
+    /* Full: 16 entries, 19 offered (b[1..19]). */
+    cr_assert_eq(magpool_shm_ring_enqueue_burst(p, 0, b + 1, 19), 15);
+    cr_assert_eq(errno, EAGAIN);
+    void *out[20];
+    cr_assert_eq(magpool_shm_ring_dequeue_burst(p, 0, out, 20), 16);
+    cr_assert_eq(errno, EAGAIN, "ran empty");
+    for (int i = 0; i < 16; i++)
+        cr_assert_eq(out[i], b[i], "FIFO");
+    cr_assert_eq(magpool_shm_ring_dequeue_burst(p, 0, out, 4), 0);
+    cr_assert_eq(errno, EAGAIN);
+    for (int i = 0; i < 20; i++)
+        cr_assert_eq(magpool_shm_release(p, b[i]), 0, "block %d still held by us", i);
+    all_blocks_once(p, 64);
+    done(p);
+}
+
+/* A producer (this process) bursts 7 at a time, a forked consumer takes 5
+ * at a time: every block arrives once, in order, and is released there. */
+Test(shm, burst_is_fifo_and_conserves_blocks_across_processes)
+{
+    enum { N = 200 };
+    magpool_shm_t *p = make(64, 256);
+    pid_t pid = fork();
+    if (pid == 0) {
+        magpool_shm_t *c = attach_in_child();
+        alarm(20);
+        int next = 0;
+        while (next < N) {
+            void *got[5];
+            unsigned k = magpool_shm_ring_dequeue_burst(c, 1, got, 5);
+            if (k == 0 && errno != EAGAIN)
+                _exit(3);
+            for (unsigned i = 0; i < k; i++) {
+                if (*(int *)got[i] != next++)
+                    _exit(4); /* out of order, lost or duplicated */
+                if (magpool_shm_release(c, got[i]) != 0)
+                    _exit(5);
+            }
+            if (k == 0)
+                sched_yield();
+        }
+        _exit(magpool_shm_detach(c) == 0 ? 0 : 6);
+    }
+    void *b[N];
+    for (int i = 0; i < N; i++) {
+        cr_assert_not_null(b[i] = magpool_shm_acquire(p));
+        *(int *)b[i] = i;
+    }
+    for (unsigned sent = 0; sent < N;) {
+        unsigned want = N - sent < 7 ? N - sent : 7;
+        unsigned k = magpool_shm_ring_enqueue_burst(p, 1, b + sent, want);
+        if (k < want)
+            cr_assert_eq(errno, EAGAIN);
+        sent += k;
+        if (k == 0)
+            sched_yield();
+    }
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "consumer status %#x", status);
+    magpool_shm_stats_t st = stats(p);
+    cr_assert_eq(st.held + st.orphans + st.in_rings + st.ring_dropped, 0);
+    cr_assert_eq(st.free + st.cached, st.committed);
+    all_blocks_once(p, 256);
+    done(p);
+}
+
+/* More dequeuing threads than a process has intents of their own (63): the
+ * rest share the last one under the handle's intent_lock. 70 threads, all
+ * alive at once, each hands a block to itself through ring 0. */
+enum { MANY = 70 };
+static magpool_shm_t *many_pool;
+static pthread_barrier_t many_barrier;
+
+static void *many_dequeuers(void *arg)
+{
+    (void)arg;
+    void *b = magpool_shm_acquire(many_pool); /* creates this thread's cache and intent */
+    pthread_barrier_wait(&many_barrier);      /* every thread holds its intent now */
+    struct shm_tcache *tc = pthread_getspecific(many_pool->key);
+    uintptr_t shared = tc && tc->intent == SHM_INTENTS - 1;
+    int in = -1;
+    while (b && (in = magpool_shm_ring_enqueue(many_pool, 0, b)) != 0 && errno == EAGAIN)
+        sched_yield();
+    bool ok = b && in == 0;
+    void *d = NULL;
+    while (ok && !(d = magpool_shm_ring_dequeue(many_pool, 0)) && errno == EAGAIN)
+        sched_yield(); /* another thread may have taken ours: take anyone's */
+    ok = ok && d && magpool_shm_release(many_pool, d) == 0;
+    pthread_barrier_wait(&many_barrier); /* no thread exits (gives its intent back) early */
+    return (void *)(ok ? 1 + shared : 0);
+}
+
+Test(shm, more_dequeuing_threads_than_intents_share_the_last_one)
+{
+    many_pool = make(64, 4096); /* rings of 16: some threads wait for room */
+    pthread_barrier_init(&many_barrier, NULL, MANY);
+    pthread_t th[MANY];
+    for (int i = 0; i < MANY; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, many_dequeuers, NULL), 0);
+    int ok = 0, shared = 0;
+    for (int i = 0; i < MANY; i++) {
+        void *r;
+        pthread_join(th[i], &r);
+        ok += r != NULL;
+        shared += (uintptr_t)r == 2;
+    }
+    pthread_barrier_destroy(&many_barrier);
+    cr_assert_eq(ok, MANY, "every thread handed its block over and released one");
+    cr_assert_eq(shared, MANY - (SHM_INTENTS - 1), "threads beyond 63 share the last intent");
+    magpool_shm_stats_t st = stats(many_pool);
+    cr_assert_eq(st.held + st.orphans + st.in_rings + st.ring_dropped, 0);
+    done(many_pool);
+}
+
+/* A stale intent must not be taken. A consumer dies after writing its
+ * intent {b, HELD(producer)} but before its commit (hook); the producer
+ * (this process) then dequeues b itself and holds it, so b's stamp is
+ * HELD(producer) again -- the value the dead intent recorded -- and b is in
+ * no ring. Recovery must leave b alone: only evidence of the dead thread's
+ * commit (docs/shm.md) lets it take a block, and here there is none. */
+Test(shm, a_consumer_killed_before_its_commit_leaves_nothing_to_take)
+{
+    magpool_shm_t *p = make(64, 64);
+    void *b = magpool_shm_acquire(p);
+    cr_assert_eq(magpool_shm_ring_enqueue(p, 0, b), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        magpool_shm_t *c = attach_in_child();
+        magpool_test_shm_exit_before_commit = true;
+        magpool_shm_ring_dequeue(c, 0);
+        _exit(3);
+    }
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == MAGPOOL_TEST_SHM_WINDOW_EXIT);
+    cr_assert_eq(magpool_shm_ring_dequeue(p, 0), b, "the entry was still in the ring");
+    cr_assert_eq(magpool_shm_recover(p), 1);
+    cr_assert_eq(stats(p).held_here, 1, "b is still ours");
+    void *all[64];
+    int n = 0;
+    while (n < 64 && (all[n] = magpool_shm_acquire(p)) != NULL)
+        cr_assert_neq(all[n++], b, "recovery freed a block we hold");
+    cr_assert_eq(n, 63);
+    for (int i = 0; i < n; i++)
+        magpool_shm_release(p, all[i]);
+    cr_assert_eq(magpool_shm_release(p, b), 0);
     done(p);
 }
