@@ -274,6 +274,10 @@ void epoch_fork_child(struct epoch_domain *d, ck_epoch_record_t *keep);
 void epoch_note_read(const void *obj);
 void epoch_before_free(const void *obj);
 extern bool magpool_test_skip_grace_period hidden;
+/* slab.c: asked where a new slab's bookkeeping (its spill and live bitmaps)
+ * is allocated, with the slab's first block; true = that allocation fails
+ * (ENOMEM) — stress_bufmgr_grow_fail's fault injection. */
+extern bool (*magpool_test_slab_books_fail)(char *first) hidden;
 
 /* Every lock the library takes goes through mutex_lock(), which in
  * sanitizer builds (MAGPOOL_LOCK_ASSERTS) checks that the caller is not

@@ -129,6 +129,8 @@ static ptrdiff_t slab_find(const struct slab_set *s, const void *p)
     return -1;
 }
 
+bool (*magpool_test_slab_books_fail)(char *first);
+
 int slab_grow(struct slab_set *s, size_t min_blocks, size_t max_blocks,
               char **first, size_t *nblocks)
 {
@@ -169,21 +171,22 @@ int slab_grow(struct slab_set *s, size_t min_blocks, size_t max_blocks,
     sl.nblocks = (size_t)(map + len - sl.first) / s->stride;
     if (sl.nblocks > max_blocks)
         sl.nblocks = max_blocks; /* the cap is exact; the tail stays unused */
-    if (hook_carve(s, sl.first, sl.nblocks) != 0) {
-        int e = errno;
-        munmap(map, len);
-        errno = e;
-        return -1;
-    }
-    sl.spilled = calloc((sl.nblocks + 63) / 64, sizeof *sl.spilled);
+    /* The bookkeeping before the carve hook: once the hook has published
+     * the slab (bufmgr.c's page map, read lock-free), unmapping it would
+     * need a grace period (hooks.unmap_after_grace), so nothing may fail
+     * after it. */
+    bool books_fail = unlikely(magpool_test_slab_books_fail != NULL) &&
+                      magpool_test_slab_books_fail(sl.first);
+    sl.spilled = books_fail ? NULL : calloc((sl.nblocks + 63) / 64, sizeof *sl.spilled);
     if (s->checked)
         sl.live = calloc((sl.nblocks + 63) / 64, sizeof *sl.live);
-    if (sl.spilled == NULL || (s->checked && sl.live == NULL)) {
-        hook_unmap(s, sl.first, sl.nblocks);
+    if (sl.spilled == NULL || (s->checked && sl.live == NULL) ||
+        hook_carve(s, sl.first, sl.nblocks) != 0) {
+        int e = sl.spilled == NULL || (s->checked && sl.live == NULL) ? ENOMEM : errno;
         munmap(map, len);
         free(sl.spilled);
         free(sl.live);
-        errno = ENOMEM;
+        errno = e;
         return -1;
     }
     pthread_rwlock_wrlock(&s->rw);
