@@ -273,15 +273,20 @@ static struct pm_leaf *pm_leaf_for(struct magpool_bufmgr *bm, uintptr_t g)
 }
 
 /* Mark granules [lo, hi), a slab starting at granule lo, as class c.
- * 0, or -1 with errno ENOMEM (a node could not be allocated). */
+ * 0, or -1 with errno ENOMEM (a node could not be allocated), then with no
+ * entry set: every node is made before the first entry is stored, because
+ * a stored entry publishes the slab to lock-free lookups (buf_enter), and
+ * a slab a reader may have found is unmapped only after a grace period,
+ * which a failing carve does not wait for. */
 static int pm_set(struct magpool_bufmgr *bm, uintptr_t lo, uintptr_t hi, unsigned c)
 {
-    for (uintptr_t g = lo; g < hi; g++) {
-        struct pm_leaf *leaf = pm_leaf_for(bm, g);
-        if (leaf == NULL) {
+    for (uintptr_t g = lo; g < hi; g = (g | (PM_FAN - 1)) + 1) /* one per leaf */
+        if (pm_leaf_for(bm, g) == NULL) {
             errno = ENOMEM;
             return -1;
         }
+    for (uintptr_t g = lo; g < hi; g++) {
+        struct pm_leaf *leaf = pm_leaf_for(bm, g); /* exists: allocates nothing */
         /* relaxed: see pm_entry. */
         atomic_store_relaxed(&leaf->e[g & (PM_FAN - 1)], ((uint32_t)(g - lo) << 8) | (c + 1));
     }
@@ -315,12 +320,7 @@ static int bm_carve(void *ctx, char *first, size_t n, size_t stride)
         errno = ENOMEM; /* not representable in the page map */
         return -1;
     }
-    if (pm_set(k->bm, lo, hi, k->idx) != 0) {
-        pm_clear(k->bm, lo, hi);
-        errno = ENOMEM;
-        return -1;
-    }
-    return 0;
+    return pm_set(k->bm, lo, hi, k->idx); /* on failure nothing was published */
 }
 
 static void bm_unmap(void *ctx, char *first, size_t n, size_t stride)
