@@ -921,7 +921,7 @@ MAGPOOL_API size_t magpool_objpool_report_leaks(magpool_objpool_t *op, FILE *out
  * reused by the next request of the same class, never by a larger one. From
  * 64 KiB up each buffer has its own mapping inside its class pool, so an idle
  * one goes back to the OS on its own (clear_unused, the max_buffers cap).
- * Larger requests are mmap'ed directly and unmapped on release. (Until 0.2
+ * Larger requests are mmap'ed directly and unmapped on release. (In 0.1 and 0.2
  * the limit was 1 MiB: a buffer above it was mapped and faulted in afresh on
  * every get.)
  *
@@ -949,7 +949,7 @@ typedef enum {
 /** Alignment of every buffer's data, in bytes. */
 #define MAGPOOL_BUFMGR_ALIGN     64u
 /** Largest pooled buffer, in bytes; larger ones are mmap'ed directly
- *  (256 MiB since 0.2; 1 MiB in 0.1). */
+ *  (256 MiB since 0.3; 1 MiB in 0.1 and 0.2). */
 #define MAGPOOL_BUFMGR_MAX_CLASS ((size_t)1 << 28)
 
 /** Bytes per element of @p dtype; 0 for an unknown dtype. Pure. */
@@ -1019,7 +1019,7 @@ MAGPOOL_API void *magpool_bufmgr_get(magpool_bufmgr_t *bm, size_t count,
  * Not detectable: a double release racing with the buffer's reuse by another
  * get (the address is legitimately live again, as in every allocator). A
  * double release racing with magpool_bufmgr_clear_unused is detected like
- * any other (since 0.2; before, it could read the header of a slab being
+ * any other (since 0.3; before, it could read the header of a slab being
  * unmapped).
  * Thread-safe; lock-free on the pooled fast path (one atomic RMW on the
  * buffer's own header and an epoch read section on the thread's own record,

@@ -13,7 +13,7 @@
  * other array raises PoolError, and reuse waits for the last view.
  *
  * Buffers above the C manager's largest class (MAGPOOL_BUFMGR_MAX_CLASS:
- * 256 MiB since 0.2, 1 MiB before) would be an mmap on every get and an
+ * 256 MiB since 0.3, 1 MiB before) would be an mmap on every get and an
  * munmap on every release there (and a page fault per page written): up
  * to 1 GiB they come from size-class pools of the manager's own instead
  * (classpools.h; one block per growth, so idle blocks are exactly released

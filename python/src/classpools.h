@@ -4,7 +4,7 @@
  * power of two (<= 25 % slack) from 1 KiB to 1 GiB, each created on first
  * use. Used by the numpy allocator (npalloc.c) and by BufferManager for
  * buffers above the C BufferManager's largest class (buffers.c; 256 MiB
- * since 0.2), which the C manager would mmap and munmap on every get and
+ * since 0.3), which the C manager would mmap and munmap on every get and
  * release.
  *
  * Blocks are `head` bytes plus the class size, 64-byte aligned; idle
