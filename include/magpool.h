@@ -920,7 +920,10 @@ MAGPOOL_API size_t magpool_objpool_report_leaks(magpool_objpool_t *op, FILE *out
  * one lock-free magpool per class, created on first use; a released buffer is
  * reused by the next request of the same class, never by a larger one. From
  * 64 KiB up each buffer has its own mapping inside its class pool, so an idle
- * one goes back to the OS on its own (clear_unused, the max_buffers cap).
+ * one can go back to the OS on its own: clear_unused, the max_buffers cap,
+ * and in a manager without a cap a bound of MAGPOOL_BUFMGR_IDLE_LARGE bytes
+ * (64 MiB) on the idle buffers above 1 MiB it keeps resident (a release
+ * beyond it gives the buffer's pages back; the buffer stays pooled).
  * Larger requests are mmap'ed directly and unmapped on release. (In 0.1 and 0.2
  * the limit was 1 MiB: a buffer above it was mapped and faulted in afresh on
  * every get.)
@@ -951,6 +954,10 @@ typedef enum {
 /** Largest pooled buffer, in bytes; larger ones are mmap'ed directly
  *  (256 MiB since 0.3; 1 MiB in 0.1 and 0.2). */
 #define MAGPOOL_BUFMGR_MAX_CLASS ((size_t)1 << 28)
+/** A manager created without a cap (max_buffers 0) keeps at most this many
+ *  bytes of idle buffers above 1 MiB resident; released beyond it, a
+ *  buffer's pages go back to the OS (since 0.3). */
+#define MAGPOOL_BUFMGR_IDLE_LARGE ((size_t)64 << 20)
 
 /** Bytes per element of @p dtype; 0 for an unknown dtype. Pure. */
 MAGPOOL_API size_t magpool_dtype_size(magpool_dtype_t dtype);
@@ -977,7 +984,8 @@ typedef struct magpool_bufmgr_stats {
 
 /**
  * Create a buffer manager that keeps at most @p max_buffers released buffers
- * for reuse (0 = no cap, and no idle accounting on the fast path).
+ * for reuse (0 = no cap on the count: idle buffers of 1 MiB and less are not
+ * counted, those above are bounded in bytes by MAGPOOL_BUFMGR_IDLE_LARGE).
  *
  * The cap is enforced by giving memory back: a release that would take the
  * idle count above max_buffers returns the buffer's whole pages to the OS
@@ -1023,7 +1031,8 @@ MAGPOOL_API void *magpool_bufmgr_get(magpool_bufmgr_t *bm, size_t count,
  * unmapped).
  * Thread-safe; lock-free on the pooled fast path (one atomic RMW on the
  * buffer's own header and an epoch read section on the thread's own record,
- * plus one RMW on the manager when max_buffers != 0).
+ * plus one RMW on the manager when max_buffers != 0 or, without a cap,
+ * for a buffer above 1 MiB).
  */
 MAGPOOL_API void magpool_bufmgr_release(magpool_bufmgr_t *bm, void *buf);
 

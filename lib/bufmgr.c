@@ -15,12 +15,12 @@
  * ~2000 page faults and two system calls per get/release pair, the cost the
  * manager exists to remove (bench_objects, "large" rows). From 64 KiB up a
  * class pool maps one buffer per slab, so an idle large buffer still goes
- * back to the OS on its own (clear_unused, the max_buffers purge), and a
+ * back to the OS on its own (clear_unused, the max_buffers purge, the
+ * idle-bytes bound of an uncapped manager: see max_buffers below), and a
  * thread parks at most 2 buffers of a class above 1 MiB (magazines of 1).
  * The class slack stays <= 25 %, which costs address space only: pages of
  * a class buffer beyond the requested size are never touched unless the
- * caller writes there. 256 MiB bounds what one class's idle buffers can pin
- * in an uncapped manager; above it a buffer is rare enough, and its page
+ * caller writes there. Above 256 MiB a buffer is rare enough, and its page
  * faults dominate the mmap call by so much, that mapping it directly costs
  * nothing relative to its use — and keeps memory from being held idle.
  *
@@ -58,6 +58,15 @@
  * memory (bounded by the class pool's high-water mark) goes back with
  * clear_unused.
  *
+ * An uncapped manager (max_buffers 0) bounds what it keeps in bytes instead,
+ * for the classes above 1 MiB only: at most MAGPOOL_BUFMGR_IDLE_LARGE bytes
+ * (64 MiB) of idle buffers of those classes stay resident (idle_large_bytes,
+ * relaxed RMW on releases and reuses of those classes only); a release
+ * beyond it purges the buffer's pages as the cap does. Up to 0.2 such
+ * buffers were unmapped on release, so a program that never calls
+ * clear_unused did not keep them; without this bound, buffers released
+ * once of many large classes would stay resident for good.
+ *
  * Leaks: each class pool counts its outstanding buffers; large ones are the
  * table's entries. In CHECKED mode (MAGPOOL_CHECKED=1 when the manager is
  * created) the class pools keep each outstanding buffer's acquire site
@@ -75,6 +84,10 @@
 #include "internal.h"
 
 #define BM_HDR      64u
+/* An uncapped manager keeps at most BM_IDLE_LARGE bytes of idle buffers of
+ * the classes above BM_BUDGET_FROM resident (header comment, "max_buffers"). */
+#define BM_BUDGET_FROM ((size_t)1 << 20)
+#define BM_IDLE_LARGE  MAGPOOL_BUFMGR_IDLE_LARGE
 #define BM_TOP_LOG2 28u                 /* largest class: 256 MiB            */
 #define BM_NCLASS   (4u + 4u * (BM_TOP_LOG2 - 8u)) /* 84                    */
 _Static_assert(MAGPOOL_BUFMGR_MAX_CLASS == (size_t)1 << BM_TOP_LOG2,
@@ -114,6 +127,9 @@ struct bm_class {
                                            caller down (written before `pool`
                                            is published)                     */
     size_t stride;                      /* BM_HDR + class size               */
+    bool budgeted;                      /* class above 1 MiB: its idle bytes
+                                           count against BM_IDLE_LARGE when
+                                           the manager is uncapped           */
 };
 
 struct magpool_bufmgr {
@@ -130,6 +146,8 @@ struct magpool_bufmgr {
     /* written by every pooled release/reuse when max_buffers != 0 */
     _Alignas(MAGPOOL_DESTRUCTIVE)
     _Atomic size_t idle;
+    /* uncapped manager: bytes of idle buffers above 1 MiB kept resident */
+    _Atomic size_t idle_large_bytes;
 
     /* slow paths */
     _Alignas(MAGPOOL_DESTRUCTIVE)
@@ -145,6 +163,17 @@ struct magpool_bufmgr {
     _Atomic(struct pm_mid *) pm[PM_FAN];
     struct magpool_bufmgr *next_live, *prev_live; /* managers_lock */
 };
+
+/* Idle buffers leaving the manager's keeping (reused by a get, or unmapped
+ * by a trim): the idle count of a capped manager, the idle bytes above
+ * 1 MiB of an uncapped one. */
+static void idle_taken(struct magpool_bufmgr *bm, const struct bm_class *k, size_t n)
+{
+    if (bm->max_buffers)
+        atomic_fetch_sub_relaxed(&bm->idle, n);
+    else if (k->budgeted)
+        atomic_fetch_sub_relaxed(&bm->idle_large_bytes, n * k->stride);
+}
 
 /* Every live manager, so that fork()'s prepare handler (registry.c) can take
  * their locks first (docs/design.md, "Locks and grace periods"): a child must
@@ -338,8 +367,7 @@ static void bm_unmap(void *ctx, char *first, size_t n, size_t stride)
             idle++;
     }
     if (idle) {
-        if (bm->max_buffers)
-            atomic_fetch_sub_relaxed(&bm->idle, idle);
+        idle_taken(bm, k, idle);
         atomic_fetch_add_relaxed(&bm->freed, idle);
     }
     uintptr_t lo = (uintptr_t)first >> PM_SHIFT;
@@ -367,6 +395,7 @@ MAGPOOL_API magpool_bufmgr_t *magpool_bufmgr_create(size_t max_buffers)
         bm->cls[c].bm = bm;
         bm->cls[c].idx = c;
         bm->cls[c].stride = BM_HDR + class_size(c);
+        bm->cls[c].budgeted = class_size(c) > BM_BUDGET_FROM;
     }
     pthread_mutex_init(&bm->create_lock, NULL);
     pthread_mutex_init(&bm->trim_lock, NULL);
@@ -532,8 +561,8 @@ MAGPOOL_API void *magpool_bufmgr_get(magpool_bufmgr_t *bm, size_t count, magpool
     /* relaxed: the block's ownership came with magpool_acquire; the RMW only
      * has to be atomic against a stale double release CASing the same word. */
     uint32_t old = atomic_exchange_explicit(&h->state, ST_LIVE, memory_order_relaxed);
-    if (old == ST_IDLE && bm->max_buffers)
-        atomic_fetch_sub_relaxed(&bm->idle, 1);
+    if (old == ST_IDLE)
+        idle_taken(bm, &bm->cls[c], 1);
     atomic_store_relaxed(&h->magic, BM_MAGIC ^ (uintptr_t)h);
     h->dtype = (uint32_t)dtype;
     h->count = count;
@@ -696,6 +725,12 @@ static int bufmgr_release(struct magpool_bufmgr *bm, void *buf, const char **wha
         size_t n = atomic_fetch_add_relaxed(&bm->idle, 1);
         if (unlikely(n >= bm->max_buffers)) {
             atomic_fetch_sub_relaxed(&bm->idle, 1);
+            purge_block(bm, h, k->stride);
+        }
+    } else if (k->budgeted) {
+        size_t n = atomic_fetch_add_relaxed(&bm->idle_large_bytes, k->stride);
+        if (unlikely(n + k->stride > BM_IDLE_LARGE)) {
+            atomic_fetch_sub_relaxed(&bm->idle_large_bytes, k->stride);
             purge_block(bm, h, k->stride);
         }
     }

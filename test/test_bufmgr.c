@@ -375,6 +375,59 @@ Test(bufmgr, large_pooled_buffers_return_memory_to_the_os)
     magpool_bufmgr_destroy(bm);
 }
 
+/* Without a cap, idle buffers above 1 MiB are bounded in bytes: up to 0.2
+ * they were unmapped on release, so a program that never calls clear_unused
+ * must not find them all kept resident now. */
+Test(bufmgr, an_uncapped_manager_keeps_at_most_idle_large_bytes_of_big_buffers)
+{
+    magpool_bufmgr_t *bm = magpool_bufmgr_create(0);
+    cr_assert_not_null(bm);
+    const size_t len = (size_t)8 << 20, pages = len / (size_t)sysconf(_SC_PAGESIZE);
+    const int n = 12;
+    const size_t kept = MAGPOOL_BUFMGR_IDLE_LARGE / (len + MAGPOOL_BUFMGR_ALIGN); /* 7 */
+    char *v[12];
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < n; i++) {
+            v[i] = magpool_bufmgr_get(bm, len, MAGPOOL_U8);
+            cr_assert_not_null(v[i]);
+            memset(v[i], 1, len);
+        }
+        for (int i = 0; i < n; i++)
+            magpool_bufmgr_release(bm, v[i]);
+        size_t resident = 0;
+        for (int i = 0; i < n; i++) {
+            size_t r = resident_pages(v[i], len);
+            if ((size_t)i < kept)
+                cr_assert_geq(r, pages - 1, "round %d: buffer %d is kept", round, i);
+            else
+                cr_assert_leq(r, 1, "round %d: buffer %d beyond the bound purged", round, i);
+            resident += r;
+        }
+        cr_assert_leq(resident * (size_t)sysconf(_SC_PAGESIZE), MAGPOOL_BUFMGR_IDLE_LARGE);
+    }
+    /* Many classes released one at a time (2..128 MiB): the bound holds
+     * across classes, and reuse keeps working. */
+    size_t resident = 0;
+    char *w[7];
+    for (int c = 0; c < 7; c++) {
+        size_t l = (size_t)2 << (20 + c);
+        cr_assert_not_null(w[c] = magpool_bufmgr_get(bm, l, MAGPOOL_U8));
+        memset(w[c], 2, l);
+        magpool_bufmgr_release(bm, w[c]);
+    }
+    for (int c = 0; c < 7; c++)
+        resident += resident_pages(w[c], (size_t)2 << (20 + c));
+    for (int i = 0; i < n; i++)
+        resident += resident_pages(v[i], len);
+    cr_assert_leq(resident * (size_t)sysconf(_SC_PAGESIZE),
+                  MAGPOOL_BUFMGR_IDLE_LARGE + 32 * (size_t)sysconf(_SC_PAGESIZE),
+                  "%zu pages resident", resident);
+    magpool_bufmgr_stats_t s = stats(bm);
+    cr_assert_eq(s.outstanding, 0);
+    cr_assert_eq(s.large_gets, 0, "all of them from size classes");
+    magpool_bufmgr_destroy(bm);
+}
+
 Test(bufmgr, clear_unused_zero_frees_every_idle_buffer_and_counts_them)
 {
     magpool_bufmgr_t *bm = magpool_bufmgr_create(100);
