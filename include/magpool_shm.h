@@ -203,7 +203,8 @@ MAGPOOL_API void *magpool_shm_block(const magpool_shm_t *pool, uint64_t offset);
 /**
  * Put a block the caller holds into ring @p ring (0 .. rings-1). The block
  * stays stamped as held by the caller's process until a consumer dequeues
- * it. Lock-free.
+ * it. Lock-free. Hand a block on once: enqueueing it twice, or releasing it
+ * while it is in a ring, is not detected and gives it two owners.
  * @return 0, or -1 with EAGAIN (ring full), EINVAL (bad ring, not a block
  *   of this pool, block not held), ECHILD.
  */

@@ -54,7 +54,11 @@
  * HELD stamp recurs every time it holds a block) -- recovery would free a
  * block the producer holds. With evidence, after the commit only the dead
  * thread could have adopted the block, so the stamp cannot have left s0 and
- * come back; the CAS still guards a duplicated entry in a corrupted ring.
+ * come back. (A block enqueued twice, or released while in a ring, is
+ * misuse this layer does not detect: enqueueing leaves the stamp as it is,
+ * so two entries of one block can both be adopted, one by a consumer that
+ * read the stamp after the other adopted, and then the block has two
+ * owners (docs/shm.md, "Limits").)
  *
  * Ordering (why recovery sees the evidence). The intent is written with
  * relaxed stores before the commit CAS (acq_rel); every later write of a
@@ -213,7 +217,9 @@ static bool ring_adopt(magpool_shm_t *p, uint32_t idx, uint32_t s0)
     if (stamp_kind(s0) != STAMP_HELD)
         return false;
     /* acq_rel: one CAS decides between us and a concurrent orphan reclaim
-     * (shm_procs.c) or a second consumer of a duplicated entry. */
+     * (shm_procs.c). It does not make a duplicated entry safe: a second
+     * consumer that read the stamp after the first adopted sees its own
+     * expected value and wins too (a block enqueued twice is misuse). */
     return atomic_compare_exchange_strong_explicit(&p->stamps[idx], &s0, p->stamp_held,
                                                    memory_order_acq_rel, memory_order_relaxed);
 }
