@@ -170,6 +170,13 @@ class Segment:
             if os.stat(self.path).st_ino != self.ino:
                 self._reopen()  # stopped and started again: follow it
         except FileNotFoundError:
+            # A process removes its segment at exit, a moment before it is
+            # gone: give it that moment, so that an exit is reported as one.
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline:
+                if liveness(self.pid, self.start_time) != "live":
+                    raise ViewError("process %d exited (%s is gone)" % (self.pid, self.path))
+                time.sleep(0.02)
             raise ViewError("process %d stopped publishing (%s was removed)"
                             % (self.pid, self.path))
 
