@@ -43,6 +43,7 @@
  * "work" is the fill + checksum alone, the part every variant shares.
  */
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -649,6 +650,17 @@ static double loadavg(void)
     return l;
 }
 
+/* A ratio as a JSON member; null when a part was not run (--only): JSON
+ * has no inf or nan. */
+static void json_ratio(FILE *j, const char *key, double a, double b)
+{
+    double r = a / b;
+    if (a > 0 && b > 0 && isfinite(r))
+        fprintf(j, ", \"%s\": %.3f", key, r);
+    else
+        fprintf(j, ", \"%s\": null", key);
+}
+
 int main(int argc, char **argv)
 {
     const char *json_path = NULL;
@@ -741,13 +753,14 @@ int main(int argc, char **argv)
                         fprintf(j, "%s%.0f", r ? ", " : "", pc[s][n][k][r]);
                     fprintf(j, "]");
                 }
-                fprintf(j, ", \"ratio_vs_mutex\": %.3f, \"ratio_vs_pipe\": %.3f, "
-                           "\"burst_ratio_vs_mutex_burst\": %.3f, \"burst_ratio_vs_pipe\": %.3f, "
-                           "\"round_ratio_vs_mutex\": %.3f, \"round_burst_ratio_vs_mutex_burst\": "
-                           "%.3f}%s\n",
-                        m[0] / m[1], m[0] / m[2], m[3] / m[4], m[3] / m[2],
-                        round_ratio(pc[s][n][0], pc[s][n][1]),
-                        round_ratio(pc[s][n][3], pc[s][n][4]), s == 1 && n == 1 ? "" : ",");
+                json_ratio(j, "ratio_vs_mutex", m[0], m[1]);
+                json_ratio(j, "ratio_vs_pipe", m[0], m[2]);
+                json_ratio(j, "burst_ratio_vs_mutex_burst", m[3], m[4]);
+                json_ratio(j, "burst_ratio_vs_pipe", m[3], m[2]);
+                json_ratio(j, "round_ratio_vs_mutex", round_ratio(pc[s][n][0], pc[s][n][1]), 1);
+                json_ratio(j, "round_burst_ratio_vs_mutex_burst",
+                           round_ratio(pc[s][n][3], pc[s][n][4]), 1);
+                fprintf(j, "}%s\n", s == 1 && n == 1 ? "" : ",");
             }
         }
     printf("single-process acquire+release pair, ns (median of %d)\n", runs);
@@ -763,10 +776,13 @@ int main(int argc, char **argv)
         double rr = stats_median(per_run, (size_t)runs);
         printf("%6zu shared %.2f local %.2f ratio of medians %.3f, median of per-run ratios %.3f\n",
                sizes[s], sh, lo, sh / lo, rr);
-        if (j)
-            fprintf(j, "    {\"block_size\": %zu, \"shared_ns\": %.3f, \"local_ns\": %.3f, "
-                       "\"ratio\": %.3f, \"median_run_ratio\": %.3f}%s\n",
-                    sizes[s], sh, lo, sh / lo, rr, s ? "" : ",");
+        if (j) {
+            fprintf(j, "    {\"block_size\": %zu, \"shared_ns\": %.3f, \"local_ns\": %.3f",
+                    sizes[s], sh, lo);
+            json_ratio(j, "ratio", sh, lo);
+            json_ratio(j, "median_run_ratio", rr, 1);
+            fprintf(j, "}%s\n", s ? "" : ",");
+        }
     }
     if (j) {
         fprintf(j, "  ]\n}\n");
