@@ -164,6 +164,17 @@ struct magpool_bufmgr {
     struct magpool_bufmgr *next_live, *prev_live; /* managers_lock */
 };
 
+/* A released buffer joins the kept idle ones if that keeps *kept (a count,
+ * or bytes) within limit; false: it is not counted, and its pages are to be
+ * purged. Relaxed: the counter only bounds memory, it orders nothing. */
+static inline bool idle_kept(_Atomic size_t *kept, size_t add, size_t limit)
+{
+    if (likely(atomic_fetch_add_relaxed(kept, add) + add <= limit))
+        return true;
+    atomic_fetch_sub_relaxed(kept, add);
+    return false;
+}
+
 /* Idle buffers leaving the manager's keeping (reused by a get, or unmapped
  * by a trim): the idle count of a capped manager, the idle bytes above
  * 1 MiB of an uncapped one. */
@@ -721,19 +732,9 @@ static int bufmgr_release(struct magpool_bufmgr *bm, void *buf, const char **wha
         *what = exp == ST_IDLE ? "double release" : "release of a buffer that is not live";
         return -1;
     }
-    if (bm->max_buffers) {
-        size_t n = atomic_fetch_add_relaxed(&bm->idle, 1);
-        if (unlikely(n >= bm->max_buffers)) {
-            atomic_fetch_sub_relaxed(&bm->idle, 1);
-            purge_block(bm, h, k->stride);
-        }
-    } else if (k->budgeted) {
-        size_t n = atomic_fetch_add_relaxed(&bm->idle_large_bytes, k->stride);
-        if (unlikely(n + k->stride > BM_IDLE_LARGE)) {
-            atomic_fetch_sub_relaxed(&bm->idle_large_bytes, k->stride);
-            purge_block(bm, h, k->stride);
-        }
-    }
+    if (bm->max_buffers ? !idle_kept(&bm->idle, 1, bm->max_buffers)
+        : k->budgeted && !idle_kept(&bm->idle_large_bytes, k->stride, BM_IDLE_LARGE))
+        purge_block(bm, h, k->stride);
     magpool_release(g.pool, h);
     return 0;
 }
