@@ -120,16 +120,23 @@ def factor_op(variant, rows, cols, ranks="argsort2"):
     if variant == "floor":
         return factor_floor_op(np, prices, w, cols, rank)
 
-    def op():
-        ret = np.diff(prices, axis=0) / prices[:-1]
-        cs = np.cumsum(ret, axis=0)
-        roll = (cs[w:] - cs[:-w]) / w                       # rolling mean
-        dev = ret[w:] - roll
-        z = (dev - dev.mean(axis=0)) / (dev.std(axis=0) + 1e-12)   # z-scores
-        rk = rank(z)                                        # cross-sectional ranks
-        score = (rk / cols - 0.5) * np.sign(roll) + np.tanh(z) * 0.1
-        return float(score.sum())
+    def op(step=run_step):
+        ret = step("returns", lambda: np.diff(prices, axis=0) / prices[:-1])
+        cs = step("cumsum", lambda: np.cumsum(ret, axis=0))
+        roll = step("rolling mean", lambda: (cs[w:] - cs[:-w]) / w)
+        dev = step("deviation", lambda: ret[w:] - roll)
+        z = step("z-score", lambda: (dev - dev.mean(axis=0)) / (dev.std(axis=0) + 1e-12))
+        rk = step("ranks", lambda: rank(z))                 # cross-sectional
+        return step("score", lambda: float(((rk / cols - 0.5) * np.sign(roll)
+                                            + np.tanh(z) * 0.1).sum()))
     return op
+
+
+def run_step(name, f):
+    """factor_op's statements run through a step function, so that
+    --statements times the very loop the benchmark runs (this one just runs
+    them: a call per statement, microseconds against milliseconds)."""
+    return f()
 
 
 def factor_floor_op(np, prices, w, cols, rank):
@@ -170,14 +177,11 @@ def factor_floor_op(np, prices, w, cols, rank):
 def factor_statements(variant, rows=500, cols=300, iters=60):
     """Where factor-large's time goes, statement by statement, under one
     allocator (--statements): which part an allocator can speed up."""
-    import numpy as np
     if variant == "magpool":
         import magpool
         ctx = magpool.numpy_allocator()   # kept: the handler is set while it lives
         ctx.__enter__()
-    rng = np.random.default_rng(7)
-    prices = 100.0 * np.exp(np.cumsum(rng.standard_normal((rows, cols)) * 0.01, axis=0))
-    w = 20
+    op = factor_op(variant, rows, cols)
     acc = {}
 
     def timed(name, f):
@@ -185,22 +189,11 @@ def factor_statements(variant, rows=500, cols=300, iters=60):
         r = f()
         acc[name] = acc.get(name, 0.0) + time.perf_counter() - t0
         return r
-
-    def op():
-        ret = timed("returns", lambda: np.diff(prices, axis=0) / prices[:-1])
-        cs = timed("cumsum", lambda: np.cumsum(ret, axis=0))
-        roll = timed("rolling mean", lambda: (cs[w:] - cs[:-w]) / w)
-        dev = timed("deviation", lambda: ret[w:] - roll)
-        z = timed("z-score", lambda: (dev - dev.mean(axis=0)) / (dev.std(axis=0) + 1e-12))
-        order = timed("argsort 1", lambda: np.argsort(z, axis=1))
-        rk = timed("argsort 2", lambda: np.argsort(order, axis=1))
-        timed("score", lambda: float(((rk / cols - 0.5) * np.sign(roll)
-                                       + np.tanh(z) * 0.1).sum()))
     for _ in range(5):
-        op()
+        op(timed)
     acc.clear()
     for _ in range(iters):
-        op()
+        op(timed)
     return {k: v / iters for k, v in acc.items()}
 
 
