@@ -416,7 +416,8 @@ PyTypeObject magpool_BufferManager_Type = {
     .tp_doc = "BufferManager(max_buffers=100)\n\n"
               "numpy arrays from magpool's C BufferManager (above 256 MiB: size-class\n"
               "pools of its own): 64-byte aligned, reused by size class, at most\n"
-              "max_buffers released buffers kept (0: no cap).",
+              "max_buffers released buffers kept (0: no cap on the count; idle ones\n"
+              "above 1 MiB still bounded to 64 MiB resident).",
     .tp_basicsize = sizeof(BufferManager),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
     .tp_new = PyType_GenericNew,
